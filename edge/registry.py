@@ -1,0 +1,72 @@
+"""The one registry of models: CLI choices, weight files and bundle model ids all come from here.
+
+A bundle names each region's model by its registry name and the SHA-256 of the weights that
+coded it; a decoder refuses weights whose hash differs (design: "decodable anywhere").
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from edge.errors import ModelError
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str            # registry name, written into bundles
+    kind: str            # "lossy", "lossless", "segmentation", "implicit-roi"
+    weights_file: str    # file name under edge/weights/
+    loader: str          # "module:function" taking (weights_path) and returning the model
+
+    @property
+    def weights_path(self) -> Path:
+        return WEIGHTS_DIR / self.weights_file
+
+
+# One entry per shipped model. Bundles store these names: never rename or reuse one.
+MODELS: dict[str, ModelSpec] = {
+}
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        known = ", ".join(sorted(MODELS)) or "none"
+        raise ModelError(f"unknown model {name!r} (known: {known})") from None
+
+
+def models_of_kind(kind: str) -> list[str]:
+    return sorted(name for name, spec in MODELS.items() if spec.kind == kind)
+
+
+@lru_cache(maxsize=None)
+def weights_sha256(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as error:
+        raise ModelError(f"cannot read weights {path}: {error.strerror}; reinstall the package") from None
+
+
+def load_model(name: str, expected_sha256: str | None = None):
+    """Load a registered model; with ``expected_sha256`` refuse weights that differ."""
+    spec = get_spec(name)
+    if not spec.weights_path.exists():
+        raise ModelError(
+            f"weights for model {name!r} not found at {spec.weights_path}; "
+            f"train them (edge train) or reinstall the package"
+        )
+    digest = weights_sha256(spec.weights_path)
+    if expected_sha256 is not None and digest != expected_sha256:
+        raise ModelError(
+            f"model {name!r}: the bundle was coded with weights {expected_sha256[:12]}…, "
+            f"these are {digest[:12]}…; decode with the package version that coded it"
+        )
+    module_name, function_name = spec.loader.split(":")
+    loader = getattr(importlib.import_module(module_name), function_name)
+    return loader(spec.weights_path)
