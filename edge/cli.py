@@ -17,6 +17,7 @@ from edge.errors import EdgeError
 # Sub-command name -> module under edge.commands. The order is the order of `edge --help`.
 COMMANDS = {
     "synth": "synth",
+    "train": "train",
 }
 
 

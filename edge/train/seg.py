@@ -1,0 +1,287 @@
+"""Train BU-Netv2 (``edge train seg``): focal + relaxed dense-CRF loss, resumable.
+
+Data: the training frames of each ``--data`` directory (held-out wta-train scenes are never
+trained on, see :mod:`edge.segment.dataset`), cached in memory at a size slightly above the
+network size. Each step draws a batch, augments it (flips, rotation within +-``rotate``
+degrees, zoom in [``zoom_min``, ``zoom_max``], brightness/contrast jitter), and trains at the
+network size (long side 512). Validation F1 on the held-out frames is logged every
+``--eval-every`` steps. Checkpoints (model, optimiser, step, random state) go to
+``CKPT/last.pt`` and the best validation F1 to ``CKPT/best.pt``; running again resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from edge.errors import ConfigError
+from edge.segment.dataset import is_held_out, list_frames, read_mask, read_rgb
+from edge.segment.losses import class_weights, dense_crf_loss, focal_loss
+from edge.segment.unet import RGB_MEAN, RGB_STD, BUNetV2, UNetConfig, network_size, save_weights
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SegTrainConfig:
+    data: list[str] = field(default_factory=list)
+    ckpt_dir: str = "/work/ckpt/seg"
+    steps: int = 12000
+    batch: int = 4
+    lr: float = 1e-3
+    base_width: int = 16
+    long_side: int = 512          # network input long side
+    crop: int = 256               # training crops are crop x crop at the network scale
+    crf_weight: float = 0.1       # reached linearly over the first crf_ramp steps
+    crf_ramp: int = 1000
+    focal_gamma: float = 2.0
+    rotate: float = 10.0          # degrees
+    zoom_min: float = 0.85
+    zoom_max: float = 1.4
+    eval_every: int = 250
+    ckpt_every: int = 50
+    threads: int = 1
+    seed: int = 0
+    max_val: int = 0              # 0 = all held-out frames
+
+
+@dataclass
+class Sample:
+    name: str
+    rgb: np.ndarray               # uint8, cached size
+    mask: np.ndarray              # uint8 0/1, cached size
+    view: str
+
+
+def load_samples(config: SegTrainConfig, held_out: bool) -> list[Sample]:
+    """Frames of every data directory, resized so the long side is 1.25x the network's."""
+    cache_long = int(config.long_side * 1.25)
+    samples = []
+    for data_dir in config.data:
+        for frame in list_frames(Path(data_dir)):
+            if is_held_out(frame.name) != held_out:
+                continue
+            rgb = read_rgb(frame.image_path)
+            mask = read_mask(frame.mask_path, rgb.shape[:2]).astype(np.uint8)
+            h, w = rgb.shape[:2]
+            scale = cache_long / max(h, w)
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            samples.append(Sample(frame.name, cv2.resize(rgb, size, interpolation=cv2.INTER_AREA),
+                                  cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST), frame.view))
+    return samples
+
+
+def augment(sample: Sample, out_hw: tuple[int, int], rng: np.random.Generator,
+            config: SegTrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """A random flip / rotation / zoom / crop of one sample; (rgb, mask) of size ``out_hw``.
+
+    Scale 1 is the network scale (the long side of the sample becomes ``long_side``).
+    """
+    out_h, out_w = out_hw
+    h, w = sample.rgb.shape[:2]
+    zoom = math.exp(rng.uniform(math.log(config.zoom_min), math.log(config.zoom_max)))
+    angle = rng.uniform(-config.rotate, config.rotate)
+    scale = config.long_side / max(h, w) * zoom
+    # Random centre keeping the crop inside the scaled image where it fits.
+    slack_x = max(0.0, (w * scale - out_w) / 2) / scale
+    slack_y = max(0.0, (h * scale - out_h) / 2) / scale
+    cx = w / 2 + rng.uniform(-slack_x, slack_x)
+    cy = h / 2 + rng.uniform(-slack_y, slack_y)
+    matrix = cv2.getRotationMatrix2D((cx, cy), angle, scale)
+    matrix[:, 2] += (out_w / 2 - cx, out_h / 2 - cy)
+    rgb = cv2.warpAffine(sample.rgb, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REFLECT_101)
+    mask = cv2.warpAffine(sample.mask.astype(np.float32), matrix, (out_w, out_h),
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101) > 0.5
+    if rng.random() < 0.5:
+        rgb, mask = rgb[:, ::-1], mask[:, ::-1]
+    if rng.random() < 0.5:
+        rgb, mask = rgb[::-1], mask[::-1]
+    # Photometric jitter: contrast and brightness.
+    rgb = rgb.astype(np.float32) * rng.uniform(0.8, 1.2) + rng.uniform(-20, 20)
+    return np.clip(rgb, 0, 255).astype(np.uint8), mask.astype(np.uint8)
+
+
+def to_batch(rgbs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(normalised network input, raw RGB in [0, 1]) tensors of shape (N, 3, H, W)."""
+    raw = torch.from_numpy(np.stack(rgbs)).permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(RGB_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(RGB_STD).view(1, 3, 1, 1)
+    return (raw - mean) / std, raw
+
+
+def f1_score(prediction: np.ndarray, truth: np.ndarray) -> float:
+    tp = np.logical_and(prediction, truth).sum()
+    denominator = prediction.sum() + truth.sum()
+    return 1.0 if denominator == 0 else float(2 * tp / denominator)
+
+
+@torch.no_grad()
+def validate(model: BUNetV2, samples: list[Sample], long_side: int) -> dict[str, float]:
+    """Mean F1 at the network size, over all held-out frames with blade and over close-ups."""
+    model.eval()
+    scores: dict[str, list[float]] = {"all": [], "closeup": []}
+    for sample in samples:
+        h, w = sample.rgb.shape[:2]
+        net_hw = network_size(h, w, long_side)
+        rgb = cv2.resize(sample.rgb, net_hw[::-1], interpolation=cv2.INTER_AREA)
+        truth = cv2.resize(sample.mask, net_hw[::-1], interpolation=cv2.INTER_NEAREST) > 0
+        x, _ = to_batch([rgb])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(x)
+        prediction = logits.float()[0, 0].numpy() > 0
+        if truth.any():
+            f1 = f1_score(prediction, truth)
+            scores["all"].append(f1)
+            if sample.view == "closeup":
+                scores["closeup"].append(f1)
+    model.train()
+    return {f"f1_{k}": float(np.mean(v)) if v else float("nan") for k, v in scores.items()}
+
+
+def learning_rate(step: int, config: SegTrainConfig) -> float:
+    """Linear warm-up over 200 steps, then cosine decay to 2 % of ``lr``."""
+    if step < 200:
+        return config.lr * (step + 1) / 200
+    progress = min(1.0, (step - 200) / max(1, config.steps - 200))
+    return config.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train(config: SegTrainConfig) -> dict[str, float]:
+    """Train (or resume) and return the best validation scores."""
+    if not config.data:
+        raise ConfigError("give at least one data directory (--data DIR)", "data")
+    torch.set_num_threads(config.threads)
+    cv2.setNumThreads(1)
+    ckpt_dir = Path(config.ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    file_log = logging.FileHandler(ckpt_dir / "train.log")
+    file_log.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    log.addHandler(file_log)
+    log.setLevel(logging.INFO)
+    try:
+        return _train(config, ckpt_dir)
+    finally:
+        log.removeHandler(file_log)
+        file_log.close()
+
+
+def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
+    train_samples = load_samples(config, held_out=False)
+    val_samples = load_samples(config, held_out=True)
+    if config.max_val:
+        val_samples = val_samples[: config.max_val]
+    if not train_samples:
+        raise ConfigError("no training frames found in the data directories", "data")
+    blade_fraction = float(np.mean([s.mask.mean() for s in train_samples]))
+    weights = class_weights(blade_fraction)
+
+    model = BUNetV2(UNetConfig(base_width=config.base_width, input_long_side=config.long_side))
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
+    rng = np.random.default_rng(config.seed)
+    step, best = 0, {"f1_all": -1.0, "f1_closeup": -1.0}
+    last_path = ckpt_dir / "last.pt"
+    if last_path.exists():
+        state = torch.load(last_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        step, best = state["step"], state["best"]
+        rng.bit_generator.state = state["rng"]
+        log.info("resumed from %s at step %d (best %s)", last_path, step, best)
+    log.info("train %d frames, validate %d frames, blade fraction %.3f, class weights %.2f/%.2f, config %s",
+             len(train_samples), len(val_samples), blade_fraction, *weights, json.dumps(asdict(config)))
+
+    def save(path: Path) -> None:
+        torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
+                    "best": best, "rng": rng.bit_generator.state, "config": asdict(config)},
+                   path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)
+
+    out_hw = (config.crop, config.crop)
+    model.train()
+    progress = tqdm(total=config.steps, initial=step, desc="seg", mininterval=10)
+    running: dict[str, float] = {}
+    started, start_step = time.time(), step
+    while step < config.steps:
+        picks = rng.integers(0, len(train_samples), config.batch)
+        pairs = [augment(train_samples[i], out_hw, rng, config) for i in picks]
+        x, raw = to_batch([p[0] for p in pairs])
+        target = torch.from_numpy(np.stack([p[1] for p in pairs])).float().unsqueeze(1)
+        for group in optimiser.param_groups:
+            group["lr"] = learning_rate(step, config)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(x)
+        focal = focal_loss(logits, target, weights, config.focal_gamma)
+        crf = dense_crf_loss(torch.sigmoid(logits.float()), raw) if config.crf_weight > 0 else torch.zeros(())
+        loss = focal + config.crf_weight * min(1.0, step / config.crf_ramp) * crf
+        if not torch.isfinite(loss):
+            log.info("step %d: non-finite loss, batch skipped", step)
+            optimiser.zero_grad(set_to_none=True)
+            continue
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        step += 1
+        for key, value in (("loss", loss.item()), ("focal", focal.item()), ("crf", crf.item())):
+            running[key] = 0.98 * running.get(key, value) + 0.02 * value
+        progress.update(1)
+        progress.set_postfix({k: f"{v:.4f}" for k, v in running.items()}, refresh=False)
+        if step % config.eval_every == 0 or step == config.steps:
+            scores = validate(model, val_samples, config.long_side) if val_samples else {}
+            log.info("step %d lr %.2e loss %.4f focal %.4f crf %.4f val %s (%.1f s/step)", step,
+                     learning_rate(step, config), running["loss"], running["focal"], running["crf"],
+                     json.dumps({k: round(v, 4) for k, v in scores.items()}),
+                     (time.time() - started) / max(1, step - start_step))
+            if scores and scores.get("f1_all", -1) > best["f1_all"]:
+                best = {**scores, "step": step}
+                save(ckpt_dir / "best.pt")
+            save(last_path)
+        elif step % config.ckpt_every == 0:
+            save(last_path)
+    progress.close()
+    return best
+
+
+def export_weights(ckpt_path: Path, out_path: Path) -> None:
+    """Write the fp16 state dict of a training checkpoint to ``out_path``."""
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    config = state["config"]
+    model = BUNetV2(UNetConfig(base_width=config["base_width"], input_long_side=config["long_side"]))
+    model.load_state_dict(state["model"])
+    save_weights(model, out_path)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = SegTrainConfig()
+    parser.add_argument("--data", action="append", default=[], metavar="DIR",
+                        help="data directory with images/ and masks/ (repeatable); "
+                             "held-out wta-train scenes are used for validation only")
+    parser.add_argument("--ckpt-dir", default=defaults.ckpt_dir, help="checkpoints and train.log (resumes from last.pt)")
+    for name in ("steps", "batch", "base_width", "long_side", "crop", "crf_ramp", "eval_every", "ckpt_every", "threads", "seed", "max_val"):
+        parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
+    for name in ("lr", "crf_weight", "focal_gamma", "rotate", "zoom_min", "zoom_max"):
+        parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
+    parser.add_argument("--export", metavar="PT", help="instead of training, write the fp16 weights of "
+                        "CKPT/best.pt to this file")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.export:
+        export_weights(Path(args.ckpt_dir) / "best.pt", Path(args.export))
+        print(f"wrote {args.export}")
+        return 0
+    fields = SegTrainConfig.__dataclass_fields__
+    config = SegTrainConfig(**{k: getattr(args, k) for k in fields if hasattr(args, k)})
+    best = train(config)
+    print(json.dumps(best))
+    return 0
