@@ -18,6 +18,8 @@ from edge.errors import EdgeError
 COMMANDS = {
     "synth": "synth",
     "train": "train",
+    "eval": "eval",
+    "segment": "segment",
 }
 
 

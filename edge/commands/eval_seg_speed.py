@@ -1,0 +1,26 @@
+"""`edge eval seg-speed IMG...`: time of each BU-Netv2+P step per photo."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from edge.segment.evaluate import time_segmentation
+from edge.segment.pipeline import SegmentSettings, load_segmenter
+
+HELP = "seconds per photo of each segmentation step, the photos taken as one surface"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", type=Path, metavar="IMG")
+    parser.add_argument("--weights", type=Path, help="BU-Netv2 weights file (default: the shipped bunetv2)")
+    parser.add_argument("--json", type=Path, help="also write the timings to this JSON file")
+
+
+def run(args: argparse.Namespace) -> int:
+    timings = time_segmentation(args.images, load_segmenter(args.weights), SegmentSettings())
+    if args.json:
+        args.json.write_text(json.dumps(timings, indent=1))
+    for key, value in timings.items():
+        print(f"{key:>15}: {value:.3f}" if isinstance(value, float) else f"{key:>15}: {value}")
+    return 0

@@ -1,0 +1,136 @@
+"""BU-Netv2+P on one blade surface: U-Net -> hole fill -> per-surface forest -> hole fill.
+
+::
+
+    photo --downscale--> BU-Netv2 x 4 flips --average--> p_unet (network size)
+      p_unet --upscale to work size--> >= tau_BU --> mask "unet"
+      "unet" --hole_fill--> "fill"                (labels for the forest)
+      forest(photos of the surface, "fill") --> p_forest; vote(p_unet, p_forest) >= 0.37 --> "forest"
+      "forest" --hole_fill--> "final" --upscale--> photo size
+
+Post-processing runs at a *work size* (long side ``work_long_side``), between the network size
+and the photo size, and the masks are scaled to the photo size at the end, so a 15.7 MP photo
+costs little more than a small one.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.errors import InputError
+from edge.segment.dataset import read_rgb
+from edge.segment.forest import ForestSettings, soft_vote, surface_forest_probabilities
+from edge.segment.holefill import hole_fill
+from edge.segment.unet import BUNetV2, load_weights, predict_probability
+
+STEPS = ("unet", "fill", "forest", "final")
+
+
+@dataclass(frozen=True)
+class SegmentSettings:
+    tau_bu: float = 0.5            # threshold on the flip-averaged U-Net probability
+    flips: bool = True             # 4-flip test-time augmentation
+    work_long_side: int = 1024
+    use_forest: bool = True
+    forest: ForestSettings = ForestSettings()
+
+
+@dataclass
+class SurfaceSegmentation:
+    masks: list[np.ndarray]                                  # final masks, photo size, bool
+    steps: dict[str, list[np.ndarray]] = field(default_factory=dict)  # per-step masks, photo size
+    seconds: dict[str, float] = field(default_factory=dict)  # total time of each step
+
+
+def _resize(array: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    if array.shape[:2] == hw:
+        return array
+    return cv2.resize(array, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def _to_photo_size(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Upscale a bool mask smoothly (linear interpolation, then threshold at one half)."""
+    if mask.shape == hw:
+        return mask.copy()
+    return _resize(mask.astype(np.float32), hw) >= 0.5
+
+
+def work_size(height: int, width: int, long_side: int) -> tuple[int, int]:
+    scale = min(1.0, long_side / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def segment_surface(images: list[np.ndarray], model: BUNetV2,
+                    settings: SegmentSettings = SegmentSettings(),
+                    keep_steps: bool = False) -> SurfaceSegmentation:
+    """Blade masks for the uint8 RGB photos of one surface (same camera, same blade side).
+
+    With ``keep_steps`` the masks after every step (:data:`STEPS`) are returned at photo size
+    too, for evaluation.
+    """
+    seconds = dict.fromkeys(STEPS + ("upscale",), 0.0)
+    photo_sizes = [rgb.shape[:2] for rgb in images]
+    work_sizes = [work_size(*hw, settings.work_long_side) for hw in photo_sizes]
+
+    start = time.perf_counter()
+    unet_probabilities = [_resize(predict_probability(model, rgb, settings.flips), hw)
+                          for rgb, hw in zip(images, work_sizes)]
+    unet_masks = [p >= settings.tau_bu for p in unet_probabilities]
+    seconds["unet"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    filled = [hole_fill(mask) for mask in unet_masks]
+    seconds["fill"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    forest_masks = filled
+    if settings.use_forest:
+        forest_probabilities = surface_forest_probabilities(images, filled, settings.forest)
+        if forest_probabilities is not None:
+            forest_masks = [soft_vote(p_unet, _resize(p_forest, p_unet.shape), settings.forest)
+                            for p_unet, p_forest in zip(unet_probabilities, forest_probabilities)]
+    seconds["forest"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    final = [hole_fill(mask) for mask in forest_masks]
+    seconds["final"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    result = SurfaceSegmentation([_to_photo_size(m, hw) for m, hw in zip(final, photo_sizes)],
+                                 seconds=seconds)
+    seconds["upscale"] = time.perf_counter() - start
+    if keep_steps:
+        per_step = {"unet": unet_masks, "fill": filled, "forest": forest_masks}
+        result.steps = {name: [_to_photo_size(m, hw) for m, hw in zip(masks, photo_sizes)]
+                        for name, masks in per_step.items()}
+        result.steps["final"] = result.masks
+    return result
+
+
+def load_segmenter(weights: Path | str | None = None) -> BUNetV2:
+    """The shipped BU-Netv2 (registry name ``bunetv2``), or the weights file given."""
+    if weights is None:
+        from edge.registry import load_model  # the registry imports loaders lazily too
+        return load_model("bunetv2")
+    return load_weights(Path(weights))
+
+
+def segment_files(image_paths: list[Path], out_dir: Path, weights: Path | str | None = None,
+                  settings: SegmentSettings = SegmentSettings()) -> list[Path]:
+    """Segment the photos as one surface and write ``out_dir/STEM.png`` masks (blade = 255)."""
+    model = load_segmenter(weights)
+    images = [read_rgb(Path(p)) for p in image_paths]
+    result = segment_surface(images, model, settings)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path, mask in zip(image_paths, result.masks):
+        target = out_dir / (Path(path).stem + ".png")
+        if not cv2.imwrite(str(target), mask.astype(np.uint8) * 255):
+            raise InputError("cannot write mask", str(target))
+        written.append(target)
+    return written
