@@ -37,8 +37,12 @@ _MASK32 = 0xFFFFFFFF
 _CONTEXTS = 16                  # 4 neighbour bits
 
 
-def _mask_error(message: str) -> BundleError:
-    return BundleError(message, section="mask")
+class _BadCode(Exception):
+    """Raised inside the decoder; :func:`decode_mask` turns it into a BundleError."""
+
+
+def _mask_error(message: str) -> _BadCode:
+    return _BadCode(message)
 
 
 # ---------------------------------------------------------------------------- varints
@@ -204,13 +208,19 @@ def encode_mask(cells: np.ndarray) -> bytes:
     return bytes(out)
 
 
-def decode_mask(code: bytes, shape: tuple[int, int] | None = None) -> np.ndarray:
+def decode_mask(code: bytes, shape: tuple[int, int] | None = None, bundle: str = "") -> np.ndarray:
     """Decode a cell map; with ``shape`` the code must be for a grid of that (rows, cols).
 
-    Raises :class:`BundleError` (section ``mask``) when the code is truncated, has bytes
-    left over, is not a code our encoder can write, or is for another grid.
+    Raises :class:`BundleError` (section ``mask``, naming ``bundle``) when the code is
+    truncated, has bytes left over, is not a code our encoder can write, or is for another grid.
     """
-    code = bytes(code)
+    try:
+        return _decode(bytes(code), shape)
+    except _BadCode as error:
+        raise BundleError(str(error), section="mask", bundle=bundle) from None
+
+
+def _decode(code: bytes, shape: tuple[int, int] | None) -> np.ndarray:
     rows, pos = _get_varint(code, 0, "row count")
     cols, pos = _get_varint(code, pos, "column count")
     if rows < 1 or cols < 1 or rows * cols > MAX_CELLS:
