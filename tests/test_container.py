@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from edge.codec.container import (FORMAT_VERSION, MAGIC, Bundle, BundleRegion, SourceMetadata,
+from edge.codec.container import (FORMAT_VERSION, MAGIC, Bundle, BundleRegion,
                                   decode_bundle, encode_bundle, pixels_sha256, read_bundle,
                                   verify_region_pixels, write_bundle)
 from edge.codec.contract import CodedRegion

@@ -189,7 +189,7 @@ def encode_bundle(bundle: Bundle) -> bytes:
              _section(TAG_HEADER, header),
              _section(TAG_MASK, bundle.mask_code),
              _section(TAG_METADATA, metadata)]
-    parts += [_section(TAG_STREAMS, _frame_streams(r.coded.streams, r.name)) for r in bundle.regions]
+    parts += [_section(TAG_STREAMS, _frame_streams(r.coded.streams)) for r in bundle.regions]
     parts.append(_section(TAG_END, b""))
     return b"".join(parts)
 
@@ -232,7 +232,7 @@ def _section(tag: bytes, payload: bytes) -> bytes:
     return head + payload + _CRC.pack(zlib.crc32(payload, zlib.crc32(head)))
 
 
-def _frame_streams(streams: tuple[bytes, ...], name: str) -> bytes:
+def _frame_streams(streams: tuple[bytes, ...]) -> bytes:
     out = bytearray()
     _put_varint(out, len(streams))
     for stream in streams:
@@ -432,9 +432,12 @@ def _check_bundle(bundle: Bundle) -> None:
     except _Invalid as error:
         raise BundleError(f"cannot write: {error}", section="header") from None
     try:
-        bundle.blade_cells()
-    except BundleError as error:
-        raise BundleError(f"cannot write: {error}", section="mask") from None
+        shape = decode_mask(bundle.mask_code).shape
+    except BundleError:
+        raise BundleError("cannot write: the mask code does not decode", section="mask") from None
+    if shape != (bundle.grid.rows, bundle.grid.cols):
+        raise BundleError(f"cannot write: the mask code is for a {shape[0]}x{shape[1]} grid, the image's "
+                          f"is {bundle.grid.rows}x{bundle.grid.cols}", section="mask")
 
 
 def _check_fields(header: dict) -> None:
