@@ -1,0 +1,67 @@
+"""Training images: folder listing, the wta-train scene split, random crops.
+
+wta-train frames are numbered along each flight, and neighbouring frames are near-duplicates,
+so validation holds out whole stretches of flight (the last numbers of each environment), never
+random frames.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.errors import InputError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
+# First frame number of the held-out stretch of each wta-train environment.
+WTA_VALIDATION_FROM = {"envA": 60, "envB": 50, "envC": 43}
+_WTA_NAME = re.compile(r"^(env[A-Z])_(\d+)")
+
+
+def list_images(folder: Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("not a folder of images", str(folder))
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    # Masks stored beside images are not training images.
+    return [p for p in paths if "masks" not in p.parts]
+
+
+def is_wta_validation(path: Path) -> bool:
+    """True when a wta-train frame belongs to a held-out stretch of its flight."""
+    match = _WTA_NAME.match(Path(path).stem)
+    if not match:
+        return False
+    env, number = match.group(1), int(match.group(2))
+    return number >= WTA_VALIDATION_FROM.get(env, 10**9)
+
+
+def split_paths(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    train = [p for p in paths if not is_wta_validation(p)]
+    val = [p for p in paths if is_wta_validation(p)]
+    return train, val
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise InputError("cannot be read as an image", str(path))
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def random_crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random size x size crop with random flips; small images are mirror-padded first."""
+    h, w = image.shape[:2]
+    if h < size or w < size:
+        image = np.pad(image, ((0, max(0, size - h)), (0, max(0, size - w)), (0, 0)), mode="reflect")
+        h, w = image.shape[:2]
+    top = int(rng.integers(0, h - size + 1))
+    left = int(rng.integers(0, w - size + 1))
+    crop = image[top: top + size, left: left + size]
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    if rng.random() < 0.5:
+        crop = crop[::-1]
+    return np.ascontiguousarray(crop)

@@ -1,0 +1,197 @@
+"""`edge train lossy`: train the variable-rate HP+EASN-deep model on any folders of images.
+
+Each step draws random crops and a random quality level per crop; the loss is
+bits per pixel + lambda[level] * 255^2 * MSE. Checkpoints (model, optimiser, step, best
+validation) go to ``--run-dir`` every few minutes and training resumes from them; the best
+validation checkpoint is kept apart. A blow-up (non-finite or exploding loss) reloads the
+last good checkpoint and halves the learning rate.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from edge.codec.lossy.model import LAMBDAS, HyperpriorEASN, LossyConfig, gaussian_likelihood
+from edge.errors import InputError
+from edge.train.data import list_images, random_crop, read_rgb, split_paths
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", nargs="+", type=Path, help="folders of training images")
+    parser.add_argument("--run-dir", type=Path, default=Path("runs/lossy"), help="checkpoints and logs")
+    parser.add_argument("--steps", type=int, default=1_000_000, help="stop after this many steps in total")
+    parser.add_argument("--minutes", type=float, default=0, help="stop after this many minutes (0: no limit)")
+    parser.add_argument("--crop", type=int, default=192)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-bf16", action="store_true", help="train in float32 (slower on CPUs with BF16)")
+    parser.add_argument("--n", type=int, default=LossyConfig.n, help="filters of the transforms")
+    parser.add_argument("--m", type=int, default=LossyConfig.m, help="channels of the first latent")
+    parser.add_argument("--val-every", type=int, default=200, help="validate every this many steps")
+    parser.add_argument("--save-minutes", type=float, default=5.0, help="checkpoint at least this often")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    train_lossy(
+        data_dirs=args.data, run_dir=args.run_dir, steps=args.steps, minutes=args.minutes,
+        crop=args.crop, batch=args.batch, lr=args.lr, threads=args.threads, bf16=not args.no_bf16,
+        config=LossyConfig(n=args.n, m=args.m), val_every=args.val_every,
+        save_minutes=args.save_minutes, seed=args.seed,
+    )
+    return 0
+
+
+class CropSampler:
+    """Holds decoded training images in memory and draws random crops from them."""
+
+    def __init__(self, paths: list[Path], crop: int, seed: int):
+        if not paths:
+            raise InputError("no training images found")
+        self.images = [read_rgb(p) for p in paths]
+        self.crop = crop
+        self.rng = np.random.default_rng(seed)
+
+    def batch(self, size: int) -> torch.Tensor:
+        picks = self.rng.integers(0, len(self.images), size)
+        crops = np.stack([random_crop(self.images[i], self.crop, self.rng) for i in picks])
+        return torch.from_numpy(crops).permute(0, 3, 1, 2).contiguous().float() / 255.0
+
+
+def fixed_validation_crops(paths: list[Path], crop: int, count: int = 12) -> torch.Tensor:
+    rng = np.random.default_rng(1234)
+    images = [read_rgb(p) for p in paths[:: max(1, len(paths) // count)][:count]]
+    crops = np.stack([random_crop(image, crop, rng) for image in images])
+    return torch.from_numpy(crops).permute(0, 3, 1, 2).contiguous().float() / 255.0
+
+
+# Inputs must be contiguous NCHW: torch 2.13's CPU bf16 convolution backward corrupts the heap
+# on channels-last tensors (which a permuted HWC batch is).
+def rate_distortion(model: HyperpriorEASN, x: torch.Tensor, levels: torch.Tensor, bf16: bool):
+    with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        out = model(x, levels)
+    pixels = x.shape[2] * x.shape[3]
+    bits = -(torch.log2(out["y_likelihood"]).sum(dim=(1, 2, 3)) + torch.log2(out["z_likelihood"]).sum(dim=(1, 2, 3)))
+    bpp = bits / pixels
+    mse = (out["x_hat"].float().clamp(0, 1) - x).pow(2).mean(dim=(1, 2, 3))
+    mse_train = (out["x_hat"].float() - x).pow(2).mean(dim=(1, 2, 3))
+    return bpp, mse, mse_train
+
+
+@torch.no_grad()
+def validate(model: HyperpriorEASN, crops: torch.Tensor) -> dict:
+    """Estimated bpp and PSNR per level, with rounding instead of noise (the coding path)."""
+    model.eval()
+    result = {}
+    for level in range(model.config.levels):
+        gain, inv_gain = model.gains(level)
+        y_hat = torch.round(model.g_a(crops) * gain)
+        z_hat = torch.round(model.h_a(y_hat))
+        scales = torch.exp(model.h_s(z_hat))
+        bits = -(torch.log2(gaussian_likelihood(y_hat, scales)).sum() + torch.log2(model.prior_z.likelihood(z_hat)).sum())
+        x_hat = model.g_s(y_hat * inv_gain).clamp(0, 1)
+        x_hat = torch.round(x_hat * 255) / 255
+        mse = (x_hat - crops).pow(2).mean().item()
+        result[level] = {
+            "bpp": round(bits.item() / (crops.shape[0] * crops.shape[2] * crops.shape[3]), 4),
+            "psnr": round(10 * math.log10(1 / max(mse, 1e-12)), 3),
+        }
+    model.train()
+    return result
+
+
+def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int, batch: int, lr: float,
+                threads: int, bf16: bool, config: LossyConfig, val_every: int, save_minutes: float,
+                seed: int) -> Path:
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    paths = [p for folder in data_dirs for p in list_images(folder)]
+    train_paths, val_paths = split_paths(paths)
+    if not val_paths:  # folders without a known scene split: hold out every 10th image
+        train_paths, val_paths = [p for i, p in enumerate(paths) if i % 10], paths[::10]
+    log.info("lossy training: %d training and %d validation images", len(train_paths), len(val_paths))
+    sampler = CropSampler(train_paths, crop, seed)
+    val_crops = fixed_validation_crops(val_paths, 256)
+
+    model = HyperpriorEASN(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    state = {"step": 0, "best_score": float("inf"), "lr": lr, "history": []}
+    last = run_dir / "last.pt"
+    if last.exists():
+        checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        state = checkpoint["state"]
+        log.info("resumed from %s at step %d", last, state["step"])
+    for group in optimizer.param_groups:
+        group["lr"] = state["lr"]
+
+    lambdas = torch.tensor(LAMBDAS)
+    log_file = (run_dir / "train.log.jsonl").open("a")
+    started = time.monotonic()
+    last_save = started
+    running = None
+    bar = tqdm(total=steps, initial=state["step"], desc="lossy", mininterval=30, smoothing=0.05)
+    while state["step"] < steps and not (minutes and time.monotonic() - started > minutes * 60):
+        x = sampler.batch(batch)
+        levels = torch.randint(0, config.levels, (batch,))
+        bpp, _, mse_train = rate_distortion(model, x, levels, bf16)
+        loss = (bpp + lambdas[levels] * 255**2 * mse_train).mean()
+        if not torch.isfinite(loss) or (running is not None and loss.item() > 50 * running):
+            log.warning("step %d: loss %.3g blew up; reloading the last checkpoint, halving the lr",
+                        state["step"], loss.item())
+            if last.exists():
+                checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+                model.load_state_dict(checkpoint["model"])
+                optimizer.load_state_dict(checkpoint["optimizer"])
+            state["lr"] /= 2
+            for group in optimizer.param_groups:
+                group["lr"] = state["lr"]
+            running = None
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        state["step"] += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{running:.3f}", bpp=f"{bpp.mean().item():.3f}")
+
+        if state["step"] % val_every == 0:
+            metrics = validate(model, val_crops)
+            # One score across levels: mean PSNR minus a rate penalty keeps the whole curve honest.
+            score = sum(m["bpp"] * 10 - m["psnr"] for m in metrics.values()) / len(metrics)
+            record = {"step": state["step"], "time": time.time(), "loss": running, "lr": state["lr"], "val": metrics}
+            log_file.write(json.dumps(record) + "\n")
+            log_file.flush()
+            log.info("step %d loss %.4f val %s", state["step"], running, metrics)
+            if score < state["best_score"]:
+                state["best_score"] = score
+                torch.save({"model": model.state_dict(), "config": config.__dict__, "state": state,
+                            "metrics": metrics}, run_dir / "best.pt")
+        if time.monotonic() - last_save > save_minutes * 60 or state["step"] == steps:
+            save_checkpoint(last, model, optimizer, state, config)
+            last_save = time.monotonic()
+    save_checkpoint(last, model, optimizer, state, config)
+    bar.close()
+    return last
+
+
+def save_checkpoint(path: Path, model, optimizer, state: dict, config: LossyConfig) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
+                "config": config.__dict__}, tmp)
+    tmp.replace(path)
