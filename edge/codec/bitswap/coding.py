@@ -1,0 +1,192 @@
+"""Bits-back coding of 64x64 patches with Bit-swap's order, on streams the caller seeds.
+
+Encoding one patch on one stack (L levels; ``decode`` pops bits, ``encode`` pushes)::
+
+    decode z1 ~ q(z1 | x)          # takes the "initial bits" from the stream
+    encode x  ~ p(x | z1)          # R plane, then G (given R), then B (given R, G)
+    for i in 1..L-1:
+        decode z_{i+1} ~ q(z_{i+1} | z_i)
+        encode z_i     ~ p(z_i | z_{i+1})
+    encode z_L ~ p(z_L)            # standard logistic
+
+Each latent is encoded as soon as the one above it is known, so the stream never needs more
+initial bits than the first posterior takes (Bit-swap's point). Decoding runs the steps
+backwards and ends by re-encoding z1 with q(z1 | x): the stream is left exactly as the seed was.
+
+Streams and patches: with S streams, patch ``i`` goes to stream ``i % S`` in round ``i // S``.
+All streams of one round are coded in lock-step: every network runs once on the batch of the
+round's patches, and the per-stream ANS work goes to a :class:`LocalStreams` or a
+:class:`StreamPool`. One stream (S = 1) is the reference's sequential chain.
+
+Decodable anywhere: the networks run in float64 on the CPU (:class:`CanonicalNetworks`) and their
+outputs are snapped to the integer grid of :mod:`edge.codec.bitswap.discretize` before any
+table is built.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from edge.codec.bitswap.discretize import latent_layout, pixel_layout
+from edge.codec.bitswap.model import BitswapVAE
+from edge.codec.bitswap.streams import LocalStreams, StreamPool
+from edge.errors import CodingError, InputError
+
+DEFAULT_LATENT_BINS = 1024
+
+
+class CanonicalNetworks:
+    """The model's networks in float64 on the CPU, returning snapped integer parameters."""
+
+    def __init__(self, model: BitswapVAE, latent_bins: int = DEFAULT_LATENT_BINS):
+        self.net = copy.deepcopy(model).to(device="cpu", dtype=torch.float64).eval()
+        self.config = model.config
+        self.latent = latent_layout(latent_bins)
+        self.pixel = pixel_layout()
+
+    @property
+    def levels(self) -> int:
+        return self.config.levels
+
+    @torch.no_grad()
+    def _run(self, function, value: np.ndarray) -> tuple[np.ndarray, ...]:
+        outputs = function(torch.from_numpy(np.ascontiguousarray(value, dtype=np.float64)))
+        return tuple(output.numpy() for output in outputs)
+
+    def posterior(self, level: int, below: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mean, log_scale = self._run(lambda t: self.net.posterior(level, t), below)
+        return self.latent.snap(mean, log_scale)
+
+    def prior(self, level: int, above: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mean, log_scale = self._run(lambda t: self.net.prior(level, t), above)
+        return self.latent.snap(mean, log_scale)
+
+    def top_prior(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        shape = (count, *self.config.latent_shape(self.levels - 1))
+        zeros = np.zeros(shape)
+        return self.latent.snap(zeros, zeros)
+
+    def pixel_params(self, z1: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self._run(self.net.pixel_params, z1)
+
+    def pixel_grid(self, params: tuple[np.ndarray, ...], x: np.ndarray, channel: int) -> tuple[np.ndarray, np.ndarray]:
+        """Snapped (n, j) of one colour plane; G and B means are shifted by the known R (and G).
+
+        ``x`` is uint8 (N, 3, P, P); only the planes before ``channel`` are read. The encoder
+        and the decoder call this with the same values, so both compute the same float64 sums.
+        """
+        mean, log_scale, coeffs = params
+        m = mean[:, channel]
+        if channel >= 1:
+            m = m + coeffs[:, 0] * (x[:, 0] / 127.5 - 1.0) if channel == 1 else \
+                m + coeffs[:, 1] * (x[:, 0] / 127.5 - 1.0) + coeffs[:, 2] * (x[:, 1] / 127.5 - 1.0)
+        return self.pixel.snap((m + 1.0) * 127.5, log_scale[:, channel])
+
+
+def as_canonical(model: BitswapVAE | CanonicalNetworks, latent_bins: int = DEFAULT_LATENT_BINS) -> CanonicalNetworks:
+    return model if isinstance(model, CanonicalNetworks) else CanonicalNetworks(model, latent_bins)
+
+
+def _requests(ids: list[int], *arrays: np.ndarray) -> dict[int, tuple]:
+    return {sid: tuple(array[a] for array in arrays) for a, sid in enumerate(ids)}
+
+
+def _decoded(result: dict[int, np.ndarray], ids: list[int], shape: tuple[int, ...]) -> np.ndarray:
+    return np.stack([result[sid].reshape(shape) for sid in ids])
+
+
+def _encode_round(nets: CanonicalNetworks, streams, x: np.ndarray, ids: list[int]) -> None:
+    latent, levels = nets.latent.name, nets.levels
+    symbols, values = [], []
+    n, j = nets.posterior(0, x / 127.5 - 1.0)
+    symbols.append(_decoded(streams.decode(latent, _requests(ids, n, j)), ids, n.shape[1:]))
+    values.append(nets.latent.centers(symbols[0]))
+    params = nets.pixel_params(values[0])
+    grids = [nets.pixel_grid(params, x, channel) for channel in range(3)]
+    n, j = (np.stack([grid[k] for grid in grids], axis=1) for k in (0, 1))
+    streams.encode(nets.pixel.name, _requests(ids, x.astype(np.int32), n, j))
+    for level in range(1, levels):
+        n, j = nets.posterior(level, values[level - 1])
+        symbols.append(_decoded(streams.decode(latent, _requests(ids, n, j)), ids, n.shape[1:]))
+        values.append(nets.latent.centers(symbols[level]))
+        n, j = nets.prior(level - 1, values[level])
+        streams.encode(latent, _requests(ids, symbols[level - 1], n, j))
+    n, j = nets.top_prior(len(ids))
+    streams.encode(latent, _requests(ids, symbols[levels - 1], n, j))
+
+
+def _decode_round(nets: CanonicalNetworks, streams, ids: list[int]) -> np.ndarray:
+    latent, levels = nets.latent.name, nets.levels
+    symbols: list[np.ndarray | None] = [None] * levels
+    values: list[np.ndarray | None] = [None] * levels
+    n, j = nets.top_prior(len(ids))
+    symbols[-1] = _decoded(streams.decode(latent, _requests(ids, n, j)), ids, n.shape[1:])
+    values[-1] = nets.latent.centers(symbols[-1])
+    for level in range(levels - 1, 0, -1):
+        n, j = nets.prior(level - 1, values[level])
+        symbols[level - 1] = _decoded(streams.decode(latent, _requests(ids, n, j)), ids, n.shape[1:])
+        values[level - 1] = nets.latent.centers(symbols[level - 1])
+        n, j = nets.posterior(level, values[level - 1])
+        streams.encode(latent, _requests(ids, symbols[level], n, j))
+    params = nets.pixel_params(values[0])
+    size = nets.config.patch_size
+    x = np.zeros((len(ids), 3, size, size), dtype=np.uint8)
+    for channel in range(3):
+        n, j = nets.pixel_grid(params, x, channel)
+        x[:, channel] = _decoded(streams.decode(nets.pixel.name, _requests(ids, n, j)), ids, n.shape[1:])
+    n, j = nets.posterior(0, x / 127.5 - 1.0)
+    streams.encode(latent, _requests(ids, symbols[0], n, j))
+    return x
+
+
+def _rounds(count: int, streams: int) -> list[list[int]]:
+    """Stream ids active in each round: patch r*S + s is on stream s in round r."""
+    return [list(range(min(streams, count - start))) for start in range(0, count, streams)]
+
+
+def _open(seeds: Sequence[np.ndarray], pool: StreamPool | None):
+    return pool.open(seeds) if pool is not None else LocalStreams(seeds)
+
+
+def check_patches(patches: np.ndarray, patch_size: int) -> np.ndarray:
+    if not isinstance(patches, np.ndarray) or patches.dtype != np.uint8 or patches.ndim != 4 \
+            or patches.shape[1:] != (3, patch_size, patch_size):
+        got = f"{patches.dtype} {patches.shape}" if isinstance(patches, np.ndarray) else type(patches).__name__
+        raise InputError(f"Bit-swap codes uint8 patches of shape (N, 3, {patch_size}, {patch_size}), got {got}")
+    return patches
+
+
+def encode_patches(model: BitswapVAE | CanonicalNetworks, patches: np.ndarray, seeds: Sequence[np.ndarray],
+                   pool: StreamPool | None = None) -> list[np.ndarray]:
+    """Code ``patches`` (uint8 (N,3,P,P)) onto the streams seeded with ``seeds`` (uint32 words each).
+
+    Returns the words of every stream. Without ``pool`` the coders live in this process.
+    """
+    nets = as_canonical(model)
+    patches = check_patches(patches, nets.config.patch_size)
+    if not seeds:
+        raise CodingError("Bit-swap needs at least one stream")
+    streams = _open(seeds, pool)
+    for index, ids in enumerate(_rounds(len(patches), len(seeds))):
+        start = index * len(seeds)
+        _encode_round(nets, streams, patches[start:start + len(ids)], ids)
+    return streams.words()
+
+
+def decode_patches(model: BitswapVAE | CanonicalNetworks, streams_words: Sequence[np.ndarray], count: int,
+                   pool: StreamPool | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Inverse of :func:`encode_patches`: (patches, words left on each stream = the seeds)."""
+    nets = as_canonical(model)
+    if not streams_words:
+        raise CodingError("Bit-swap needs at least one stream")
+    size = nets.config.patch_size
+    out = np.zeros((count, 3, size, size), dtype=np.uint8)
+    streams = _open(streams_words, pool)
+    rounds = _rounds(count, len(streams_words))
+    for index in range(len(rounds) - 1, -1, -1):
+        start = index * len(streams_words)
+        out[start:start + len(rounds[index])] = _decode_round(nets, streams, rounds[index])
+    return out, streams.words()

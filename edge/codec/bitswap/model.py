@@ -1,0 +1,206 @@
+"""Bit-swap's hierarchical VAE: L nested logistic latents over 64x64 RGB patches.
+
+Data flow (L = 2, patch 64x64, ``C`` latent channels, ``w`` network width)::
+
+    x (3,64,64) --q[0]--> z1 (C,32,32) --q[1]--> z2 (C,16,16)          inference  q(z_i | z_{i-1})
+    x (3,64,64) <--px---- z1 (C,32,32) <--p[0]-- z2 (C,16,16) <-- p(zL) = standard logistic
+
+- ``q[i]`` and ``p[i]`` give the mean and log-scale of a logistic per latent element; each level
+  halves the resolution. Transforms of the top latent use 5x5 convolutions, the others 3x3.
+- ``px`` gives, per sub-pixel, a logistic discretized over the 256 levels (the edge levels take
+  the tails), with the means of G and B shifted linearly by the decoded R (and G) values, as in
+  PixelCNN++: the coder therefore codes the R plane, then G, then B.
+- Every network is a stem convolution, ``depth`` residual blocks (ELU, conv, ELU, conv, skip)
+  and an output convolution; resolution changes by pixel (un)shuffle.
+
+Training uses :meth:`BitswapVAE.forward` (the continuous ELBO, in nats per patch). Coding uses
+the same networks through :meth:`posterior`, :meth:`prior` and :meth:`pixel_params`, which
+:mod:`edge.codec.bitswap.coding` calls in float64 on the CPU and snaps to a fixed grid.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edge.codec.bitswap.discretize import LATENT_LOG_SCALE_RANGE, PIXEL_LOG_SCALE_RANGE
+
+
+@dataclass(frozen=True)
+class BitswapConfig:
+    levels: int = 2             # number of latent levels L
+    latent_channels: int = 8
+    width: int = 64             # channels inside every network
+    depth: int = 2              # residual blocks per network
+    patch_size: int = 64
+
+    def latent_shape(self, level: int) -> tuple[int, int, int]:
+        """(C, H, W) of latent z_{level+1}; level 0 is z1 at half resolution."""
+        side = self.patch_size >> (level + 1)
+        return (self.latent_channels, side, side)
+
+    def validate(self) -> None:
+        if self.levels < 1 or self.patch_size % (1 << self.levels):
+            raise ValueError(f"patch size {self.patch_size} not divisible by 2^{self.levels} levels")
+        if min(self.latent_channels, self.width, self.depth + 1) < 1:
+            raise ValueError(f"bad Bit-swap config {self}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, width: int, kernel: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(width, width, kernel, padding=kernel // 2)
+        self.conv2 = nn.Conv2d(width, width, kernel, padding=kernel // 2)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.conv2(F.elu(self.conv1(F.elu(h))))
+
+
+class Transform(nn.Module):
+    """stem conv -> residual blocks -> ELU -> output conv, with an optional resolution change.
+
+    ``scale`` = 0.5 halves the resolution (pixel unshuffle before the stem), 2 doubles it
+    (pixel shuffle after the output conv), 1 keeps it.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, width: int, depth: int, kernel: int, scale: float):
+        super().__init__()
+        self.scale = scale
+        stem_in = in_ch * 4 if scale == 0.5 else in_ch
+        head_out = out_ch * 4 if scale == 2 else out_ch
+        self.stem = nn.Conv2d(stem_in, width, kernel, padding=kernel // 2)
+        self.blocks = nn.Sequential(*[ResBlock(width, kernel) for _ in range(depth)])
+        self.head = nn.Conv2d(width, head_out, kernel, padding=kernel // 2)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if self.scale == 0.5:
+            h = F.pixel_unshuffle(h, 2)
+        h = self.head(F.elu(self.blocks(self.stem(h))))
+        if self.scale == 2:
+            h = F.pixel_shuffle(h, 2)
+        return h
+
+
+def pixels_to_unit(x: torch.Tensor) -> torch.Tensor:
+    """uint8 levels 0..255 -> [-1, 1] in the dtype of the default float (or given tensor)."""
+    return x.to(torch.get_default_dtype() if not x.is_floating_point() else x.dtype) / 127.5 - 1.0
+
+
+def logistic_log_density(z: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    t = (z - mean) * torch.exp(-log_scale)
+    return -t - 2.0 * F.softplus(-t) - log_scale
+
+
+def discretized_logistic_log_prob(x_unit: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """log P(x) of a logistic discretized to 256 levels of width 2/255 on [-1, 1]; edge levels take the tails."""
+    inv_s = torch.exp(-log_scale)
+    centered = x_unit - mean
+    upper = (centered + 1.0 / 255.0) * inv_s
+    lower = (centered - 1.0 / 255.0) * inv_s
+    log_cdf_upper = -F.softplus(-upper)               # log sigmoid(upper)
+    log_one_minus_cdf_lower = -F.softplus(lower)      # log(1 - sigmoid(lower))
+    mass = torch.sigmoid(upper) - torch.sigmoid(lower)
+    mid = centered * inv_s
+    # log of the density at the bin centre times the bin width, for bins too thin for the difference
+    log_mid = mid - log_scale - 2.0 * F.softplus(mid) + math.log(2.0 / 255.0)
+    log_mass = torch.where(mass > 1e-5, torch.log(mass.clamp_min(1e-12)), log_mid)
+    return torch.where(x_unit < -0.999, log_cdf_upper,
+                       torch.where(x_unit > 0.999, log_one_minus_cdf_lower, log_mass))
+
+
+def couple_means(mean: torch.Tensor, coeffs: torch.Tensor, x_unit: torch.Tensor) -> torch.Tensor:
+    """Shift the G and B means by the (already known) R and G values: PixelCNN++'s channel coupling.
+
+    ``mean``, ``coeffs`` (tanh-squashed) and ``x_unit`` are (N, 3, H, W); the returned R mean
+    does not depend on ``x_unit``, G only on R, B on R and G.
+    """
+    r, g = x_unit[:, 0:1], x_unit[:, 1:2]
+    mean_g = mean[:, 1:2] + coeffs[:, 0:1] * r
+    mean_b = mean[:, 2:3] + coeffs[:, 1:2] * r + coeffs[:, 2:3] * g
+    return torch.cat([mean[:, 0:1], mean_g, mean_b], dim=1)
+
+
+class BitswapVAE(nn.Module):
+    def __init__(self, config: BitswapConfig = BitswapConfig()):
+        super().__init__()
+        config.validate()
+        self.config = config
+        c, w, d, levels = config.latent_channels, config.width, config.depth, config.levels
+        kernel = [5 if level == levels - 1 else 3 for level in range(levels)]
+        # q[0]: x -> z1; q[i]: z_i -> z_{i+1}. Outputs mean and log-scale.
+        self.q = nn.ModuleList(
+            Transform(3 if level == 0 else c, 2 * c, w, d, kernel[level], 0.5) for level in range(levels)
+        )
+        # p[i]: z_{i+2} -> z_{i+1} (for i < L-1); the top latent has the fixed standard logistic prior.
+        self.p = nn.ModuleList(
+            Transform(c, 2 * c, w, d, kernel[level + 1], 2) for level in range(levels - 1)
+        )
+        # px: z1 -> per sub-pixel mean, log-scale and the three coupling coefficients.
+        self.px = Transform(c, 9, w, d, kernel[0], 2)
+
+    # --- distribution parameters (shared by training and coding) -------------------------------
+    @staticmethod
+    def _split_latent(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_scale = h.chunk(2, dim=1)
+        return mean, log_scale.clamp(*LATENT_LOG_SCALE_RANGE)
+
+    def posterior(self, level: int, below: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z_{level+1} | below): ``below`` is x in [-1, 1] for level 0, else z_level."""
+        return self._split_latent(self.q[level](below))
+
+    def prior(self, level: int, above: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """p(z_{level+1} | z_{level+2}); the top level ignores ``above`` (standard logistic)."""
+        if level == self.config.levels - 1:
+            shape = (above.shape[0] if above is not None else 1, *self.config.latent_shape(level))
+            zeros = torch.zeros(shape, dtype=torch.get_default_dtype())
+            return zeros, zeros
+        return self._split_latent(self.p[level](above))
+
+    def pixel_params(self, z1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Uncoupled means, log-scales and tanh coupling coefficients of p(x | z1), each (N,3,H,W)."""
+        h = self.px(z1)
+        mean, log_scale, coeffs = h[:, 0:3], h[:, 3:6], h[:, 6:9]
+        return mean, log_scale.clamp(*PIXEL_LOG_SCALE_RANGE), torch.tanh(coeffs)
+
+    # --- training --------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Negative ELBO terms per patch in nats: ``x`` = -log p(x|z1), ``z{i}`` = log q - log p.
+
+        ``x`` is uint8 (N, 3, P, P). Networks may run under autocast; every log-likelihood is
+        computed in float32.
+        """
+        x_unit = x.float() / 127.5 - 1.0
+        terms: dict[str, torch.Tensor] = {}
+        below = x_unit
+        samples, log_q = [], []
+        for level in range(self.config.levels):
+            mean, log_scale = (t.float() for t in self.posterior(level, below))
+            u = torch.rand(mean.shape, generator=generator).clamp(1e-6, 1 - 1e-6)
+            z = mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
+            samples.append(z)
+            log_q.append(logistic_log_density(z, mean, log_scale).flatten(1).sum(1))
+            below = z
+        for level in range(self.config.levels):
+            above = samples[level + 1] if level + 1 < self.config.levels else None
+            if above is None:
+                log_p = logistic_log_density(samples[level], torch.zeros(()), torch.zeros(()))
+            else:
+                mean, log_scale = (t.float() for t in self.prior(level, above))
+                log_p = logistic_log_density(samples[level], mean, log_scale)
+            terms[f"z{level + 1}"] = log_q[level] - log_p.flatten(1).sum(1)
+        mean, log_scale, coeffs = (t.float() for t in self.pixel_params(samples[0]))
+        mean = couple_means(mean, coeffs, x_unit)
+        terms["x"] = -discretized_logistic_log_prob(x_unit, mean, log_scale).flatten(1).sum(1)
+        return terms
+
+
+def bits_per_subpixel(terms: dict[str, torch.Tensor], patch_size: int) -> torch.Tensor:
+    """Mean negative ELBO over the batch, in bits per sub-pixel."""
+    total = sum(terms.values())
+    return total.mean() / (3 * patch_size * patch_size * math.log(2.0))

@@ -1,0 +1,304 @@
+"""Train the Bit-swap lossless coder (``edge train lossless``): negative ELBO in bits per sub-pixel, resumable.
+
+Data: random 64x64 crops of the wta-train training frames (the held-out scenes of
+:mod:`edge.segment.dataset` are used for validation only), plus, with ``--synth-fraction``,
+crops of synthetic inspection images from :mod:`edge.synth`. Crops start on multiples of 16
+pixels, like the coder's patch grid, so the network sees JPEG block boundaries where coding will.
+
+Each step draws a batch, flips it at random and minimizes the negative ELBO (networks under
+bfloat16 autocast, every likelihood in float32, gradients clipped). Validation bits per
+sub-pixel on fixed crops of the held-out frames (fixed sampling noise) are logged every
+``--eval-every`` steps to ``CKPT/train.log``. ``CKPT/last.pt`` holds model, optimizer, step and
+random state, ``CKPT/best.pt`` the best validation; running again resumes. A loss that turns
+non-finite or a validation far above the best reloads the best checkpoint and halves the rate.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from edge.codec.bitswap.model import BitswapConfig, BitswapVAE, bits_per_subpixel
+from edge.errors import ConfigError, InputError
+
+log = logging.getLogger(__name__)
+
+CROP_ALIGN = 16
+
+
+@dataclass
+class LosslessTrainConfig:
+    data: list[str] = field(default_factory=lambda: ["/work/shared/data/wta-train"])
+    ckpt_dir: str = "/work/ckpt/bitswap"
+    steps: int = 200000
+    batch: int = 16
+    lr: float = 5e-4
+    lr_min: float = 5e-5
+    warmup: int = 500
+    clip: float = 1.0
+    width: int = 64
+    depth: int = 2
+    levels: int = 2
+    latent_channels: int = 8
+    synth_fraction: float = 0.0
+    eval_every: int = 500
+    ckpt_every: int = 100
+    val_crops: int = 256
+    threads: int = 1
+    seed: int = 0
+    bf16: bool = True
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise InputError("cannot read image", str(path))
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def load_frames(data_dirs: list[str], held_out: bool) -> list[np.ndarray]:
+    """RGB frames of each data directory's ``images/``; ``held_out`` picks the validation scenes."""
+    from edge.segment.dataset import is_held_out
+
+    frames = []
+    for data_dir in data_dirs:
+        image_dir = Path(data_dir) / "images"
+        if not image_dir.is_dir():
+            raise ConfigError(f"no images/ directory in {data_dir}", key_path="data")
+        for path in sorted(image_dir.iterdir()):
+            if path.suffix.lower() in (".jpg", ".jpeg", ".png") and is_held_out(path.stem) == held_out:
+                frames.append(_read_rgb(path))
+    if not frames:
+        raise ConfigError(f"no {'held-out' if held_out else 'training'} frames in {data_dirs}", key_path="data")
+    return frames
+
+
+def random_crops(frames: list[np.ndarray], count: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` aligned size x size crops, uint8 (count, 3, size, size)."""
+    out = np.empty((count, 3, size, size), dtype=np.uint8)
+    for i in range(count):
+        frame = frames[rng.integers(len(frames))]
+        top = rng.integers((frame.shape[0] - size) // CROP_ALIGN + 1) * CROP_ALIGN
+        left = rng.integers((frame.shape[1] - size) // CROP_ALIGN + 1) * CROP_ALIGN
+        out[i] = frame[top:top + size, left:left + size].transpose(2, 0, 1)
+    return out
+
+
+class SynthSource:
+    """Crops of synthetic inspection images; regenerates a small pool now and then."""
+
+    def __init__(self, size: int, seed: int, pool: int = 8):
+        from edge import synth  # imported lazily: optional data source
+
+        self.synth, self.size, self.pool_size = synth, size, pool
+        self.rng = np.random.default_rng(seed)
+        self.pool: list[np.ndarray] = []
+        self.draws = 0
+
+    def _make(self) -> np.ndarray:
+        seed = int(self.rng.integers(2**31))
+        if hasattr(self.synth, "render_image"):
+            image = self.synth.render_image(seed=seed)
+        else:
+            image = self.synth.generate(seed=seed)
+        image = image[0] if isinstance(image, tuple) else getattr(image, "image", image)
+        return np.ascontiguousarray(image[..., :3]).astype(np.uint8)
+
+    def crops(self, count: int) -> np.ndarray:
+        if len(self.pool) < self.pool_size or self.draws > 64 * self.pool_size:
+            self.pool = (self.pool + [self._make()])[-self.pool_size:]
+            self.draws = 0
+        self.draws += count
+        return random_crops(self.pool, count, self.size, self.rng)
+
+
+def learning_rate(step: int, config: LosslessTrainConfig) -> float:
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    progress = min(1.0, (step - config.warmup) / max(1, config.steps - config.warmup))
+    return config.lr_min + 0.5 * (config.lr - config.lr_min) * (1 + math.cos(math.pi * progress))
+
+
+@torch.no_grad()
+def validate(model: BitswapVAE, crops: np.ndarray, batch: int = 64) -> dict[str, float]:
+    """Negative ELBO in bits per sub-pixel (float32, fixed noise), total and per term."""
+    model.eval()
+    generator = torch.Generator().manual_seed(1234)
+    sums: dict[str, float] = {}
+    for start in range(0, len(crops), batch):
+        terms = model(torch.from_numpy(crops[start:start + batch]), generator=generator)
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0.0) + float(value.sum())
+    model.train()
+    scale = len(crops) * 3 * model.config.patch_size ** 2 * math.log(2.0)
+    result = {name: value / scale for name, value in sums.items()}
+    result["bpsp"] = sum(result.values())
+    return result
+
+
+def _model_config(config: LosslessTrainConfig) -> BitswapConfig:
+    return BitswapConfig(levels=config.levels, latent_channels=config.latent_channels,
+                         width=config.width, depth=config.depth)
+
+
+def train(config: LosslessTrainConfig) -> dict[str, float]:
+    torch.set_num_threads(config.threads)
+    ckpt_dir = Path(config.ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    file_log = logging.FileHandler(ckpt_dir / "train.log")
+    file_log.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    log.addHandler(file_log)
+    log.setLevel(logging.INFO)
+    try:
+        return _train(config, ckpt_dir)
+    finally:
+        log.removeHandler(file_log)
+        file_log.close()
+
+
+def _train(config: LosslessTrainConfig, ckpt_dir: Path) -> dict[str, float]:
+    last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
+    model_config = _model_config(config)
+    model = BitswapVAE(model_config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    step, best, lr_scale = 0, math.inf, 1.0
+    rng = np.random.default_rng(config.seed)
+    if last_path.exists():
+        state = torch.load(last_path, map_location="cpu", weights_only=False)
+        if state["model_config"] != model_config.to_dict():
+            raise ConfigError(f"{last_path} holds a model {state['model_config']}, not {model_config.to_dict()}; "
+                              f"use another --ckpt-dir", key_path="ckpt_dir")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, best, lr_scale = state["step"], state["best"], state.get("lr_scale", 1.0)
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        log.info("resumed at step %d (best val %.4f bpsp, lr scale %.3g)", step, best, lr_scale)
+    else:
+        torch.manual_seed(config.seed)
+        log.info("new run: %s", json.dumps(asdict(config)))
+
+    frames = load_frames(config.data, held_out=False)
+    val_frames = load_frames(config.data, held_out=True)
+    val_crops = random_crops(val_frames, config.val_crops, model_config.patch_size, np.random.default_rng(99))
+    log.info("%d training frames, %d held-out frames (%d validation crops)", len(frames), len(val_frames),
+             len(val_crops))
+    synth = None
+    if config.synth_fraction > 0:
+        try:
+            synth = SynthSource(model_config.patch_size, config.seed + step)
+            synth.crops(1)
+        except Exception as error:  # optional source: train on real frames alone
+            log.warning("synthetic images unavailable (%s); training on real frames only", error)
+            synth = None
+
+    def save(path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                    "best": best, "lr_scale": lr_scale, "rng": rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(), "model_config": model_config.to_dict(),
+                    "train_config": asdict(config)}, tmp)
+        tmp.replace(path)
+
+    def recover(reason: str) -> None:
+        nonlocal lr_scale
+        lr_scale *= 0.5
+        log.warning("%s at step %d: reloading the best checkpoint, lr scale now %.3g", reason, step, lr_scale)
+        if best_path.exists():
+            state = torch.load(best_path, map_location="cpu", weights_only=False)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+
+    bar = tqdm(total=config.steps, initial=step, mininterval=30, desc="lossless", dynamic_ncols=True)
+    running, bad_steps, started = None, 0, time.time()
+    while step < config.steps:
+        n_synth = int(round(config.batch * config.synth_fraction)) if synth is not None else 0
+        batch = random_crops(frames, config.batch - n_synth, model_config.patch_size, rng)
+        if n_synth:
+            batch = np.concatenate([batch, synth.crops(n_synth)])
+        flips = rng.random(2)
+        if flips[0] < 0.5:
+            batch = batch[..., ::-1]
+        if flips[1] < 0.5:
+            batch = batch[..., ::-1, :]
+        x = torch.from_numpy(np.ascontiguousarray(batch))
+        lr = learning_rate(step, config) * lr_scale
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            terms = model(x)
+        loss = bits_per_subpixel(terms, model_config.patch_size)
+        if not torch.isfinite(loss) or (running is not None and loss.item() > running + 2.0):
+            bad_steps += 1
+            if bad_steps >= 5:
+                recover(f"loss {loss.item():.3g} vs running {running}")
+                bad_steps, running = 0, None
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+        if not torch.isfinite(grad_norm):
+            bad_steps += 1
+            continue
+        optimizer.step()
+        bad_steps = 0
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        step += 1
+        bar.update(1)
+        bar.set_postfix(bpsp=f"{running:.3f}", lr=f"{lr:.2g}", refresh=False)
+        if step % config.eval_every == 0 or step == config.steps:
+            val = validate(model, val_crops)
+            improved = val["bpsp"] < best
+            if val["bpsp"] > best + 0.5 or not math.isfinite(val["bpsp"]):
+                recover(f"validation {val['bpsp']:.4f} bpsp vs best {best:.4f}")
+            elif improved:
+                best = val["bpsp"]
+                save(best_path)
+            log.info("step %d train %.4f val %.4f (%s) lr %.3g %.0fs%s", step, running, val["bpsp"],
+                     " ".join(f"{k}={v:.4f}" for k, v in val.items() if k != "bpsp"), lr,
+                     time.time() - started, " *" if improved else "")
+        if step % config.ckpt_every == 0 or step == config.steps:
+            save(last_path)
+    bar.close()
+    return {"step": step, "best_val_bpsp": best}
+
+
+def export_weights(ckpt_path: Path, out_path: Path) -> dict:
+    """Write the fp16 state dict with its model config (the shipped weights file)."""
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    weights = {name: tensor.half() for name, tensor in state["model"].items()}
+    torch.save({"config": state["model_config"], "state_dict": weights, "step": state["step"]}, out_path)
+    return {"step": state["step"], "best": state["best"]}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = LosslessTrainConfig()
+    parser.add_argument("--data", nargs="+", default=defaults.data, help="data directories with images/")
+    parser.add_argument("--ckpt-dir", default=defaults.ckpt_dir, help="checkpoint directory (resumes from it)")
+    for name in ("steps", "batch", "warmup", "width", "depth", "levels", "latent_channels", "eval_every",
+                 "ckpt_every", "val_crops", "threads", "seed"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
+    for name in ("lr", "lr_min", "clip", "synth_fraction"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
+    parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in float32")
+    parser.add_argument("--export", metavar="OUT", help="only export CKPT/best.pt as fp16 weights to OUT")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.export:
+        info = export_weights(Path(args.ckpt_dir) / "best.pt", Path(args.export))
+        print(f"exported step {info['step']} (val {info['best']:.4f} bits/sub-pixel) to {args.export}")
+        return 0
+    fields = {name: getattr(args, name) for name in LosslessTrainConfig.__dataclass_fields__}
+    result = train(LosslessTrainConfig(**fields))
+    print(json.dumps(result))
+    return 0
