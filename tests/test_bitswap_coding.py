@@ -22,16 +22,32 @@ from edge.errors import CodingError, InputError
 WTA_HELD_OUT_FRAME = Path("/work/shared/data/wta-train/images/envC_45.JPG")
 
 
-@pytest.fixture(scope="module")
-def tiny_model() -> BitswapVAE:
+def make_tiny_model(pixel_stages: int) -> BitswapVAE:
     torch.manual_seed(3)
-    model = BitswapVAE(BitswapConfig(width=8, depth=1))
+    model = BitswapVAE(BitswapConfig(width=8, depth=1, pixel_stages=pixel_stages))
     # Random weights give nearly flat distributions; scale the output layers so that the
     # means and scales vary as much as a trained model's do.
     with torch.no_grad():
-        for transform in [*model.q, *model.p, model.px]:
+        for transform in [*model.q, *model.p, model.px, *getattr(model, "px_stage", [])]:
             transform.head.weight.mul_(8.0)
     return model.eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> BitswapVAE:
+    return make_tiny_model(pixel_stages=4)
+
+
+@pytest.mark.parametrize("levels", [1, 3])
+def test_round_trip_reference_model_other_depths(levels):
+    """The reference's factorized p(x|z1), with one and with three latent levels."""
+    torch.manual_seed(4)
+    model = BitswapVAE(BitswapConfig(width=8, depth=1, levels=levels, pixel_stages=1)).eval()
+    patches = np.stack([smooth_image(64, 64, seed).transpose(2, 0, 1) for seed in range(2)])
+    seeds = random_seeds(1)
+    streams = encode_patches(model, patches, seeds)
+    decoded, remaining = decode_patches(model, streams, len(patches))
+    assert np.array_equal(decoded, patches) and np.array_equal(remaining[0], seeds[0])
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +174,7 @@ def test_non_finite_parameters_are_refused(tiny_model):
     broken = BitswapVAE(tiny_model.config)
     broken.load_state_dict(tiny_model.state_dict())
     with torch.no_grad():
-        broken.px.head.bias.fill_(float("nan"))
+        broken.px_stage[0].head.bias.fill_(float("nan"))
     with pytest.raises(CodingError, match="non-finite"):
         BitswapCoder(broken).compress(np.zeros((1, 3, 64, 64), dtype=np.uint8))
 

@@ -49,6 +49,7 @@ class LosslessTrainConfig:
     depth: int = 2
     levels: int = 2
     latent_channels: int = 8
+    pixel_stages: int = 1
     synth_fraction: float = 0.0
     eval_every: int = 500
     ckpt_every: int = 100
@@ -147,7 +148,7 @@ def validate(model: BitswapVAE, crops: np.ndarray, batch: int = 64) -> dict[str,
 
 def _model_config(config: LosslessTrainConfig) -> BitswapConfig:
     return BitswapConfig(levels=config.levels, latent_channels=config.latent_channels,
-                         width=config.width, depth=config.depth)
+                         width=config.width, depth=config.depth, pixel_stages=config.pixel_stages)
 
 
 def train(config: LosslessTrainConfig) -> dict[str, float]:
@@ -174,7 +175,7 @@ def _train(config: LosslessTrainConfig, ckpt_dir: Path) -> dict[str, float]:
     rng = np.random.default_rng(config.seed)
     if last_path.exists():
         state = torch.load(last_path, map_location="cpu", weights_only=False)
-        if state["model_config"] != model_config.to_dict():
+        if BitswapConfig(**state["model_config"]) != model_config:
             raise ConfigError(f"{last_path} holds a model {state['model_config']}, not {model_config.to_dict()}; "
                               f"use another --ckpt-dir", key_path="ckpt_dir")
         model.load_state_dict(state["model"])
@@ -284,7 +285,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = LosslessTrainConfig()
     parser.add_argument("--data", nargs="+", default=defaults.data, help="data directories with images/")
     parser.add_argument("--ckpt-dir", default=defaults.ckpt_dir, help="checkpoint directory (resumes from it)")
-    for name in ("steps", "batch", "warmup", "width", "depth", "levels", "latent_channels", "eval_every",
+    for name in ("steps", "batch", "warmup", "width", "depth", "levels", "latent_channels", "pixel_stages", "eval_every",
                  "ckpt_every", "val_crops", "threads", "seed"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
     for name in ("lr", "lr_min", "clip", "synth_fraction"):

@@ -3,7 +3,7 @@
 Encoding one patch on one stack (L levels; ``decode`` pops bits, ``encode`` pushes)::
 
     decode z1 ~ q(z1 | x)          # takes the "initial bits" from the stream
-    encode x  ~ p(x | z1)          # R plane, then G (given R), then B (given R, G)
+    encode x  ~ p(x | z1)          # per pixel stage: R plane, then G (given R), then B (given R, G)
     for i in 1..L-1:
         decode z_{i+1} ~ q(z_{i+1} | z_i)
         encode z_i     ~ p(z_i | z_{i+1})
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from edge.codec.bitswap.discretize import latent_layout, pixel_layout
-from edge.codec.bitswap.model import BitswapVAE
+from edge.codec.bitswap.model import BitswapVAE, known_context, stage_view
 from edge.codec.bitswap.streams import LocalStreams, StreamPool
 from edge.errors import CodingError, InputError
 
@@ -69,8 +69,21 @@ class CanonicalNetworks:
         zeros = np.zeros(shape)
         return self.latent.snap(zeros, zeros)
 
-    def pixel_params(self, z1: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self._run(self.net.pixel_params, z1)
+    @property
+    def pixel_stages(self) -> int:
+        return self.config.pixel_stages
+
+    @torch.no_grad()
+    def pixel_features(self, z1: np.ndarray) -> torch.Tensor:
+        return self.net.pixel_features(torch.from_numpy(np.ascontiguousarray(z1, dtype=np.float64)))
+
+    @torch.no_grad()
+    def pixel_params(self, features: torch.Tensor, x: np.ndarray, stage: int) -> tuple[np.ndarray, ...]:
+        """Parameters of the pixels of ``stage``; ``x`` (uint8) is read only where already coded."""
+        context = None
+        if self.pixel_stages > 1:
+            context = known_context(torch.from_numpy(x / 127.5 - 1.0), stage)
+        return tuple(out.numpy() for out in self.net.pixel_params(features, context, stage))
 
     def pixel_grid(self, params: tuple[np.ndarray, ...], x: np.ndarray, channel: int) -> tuple[np.ndarray, np.ndarray]:
         """Snapped (n, j) of one colour plane; G and B means are shifted by the known R (and G).
@@ -104,10 +117,18 @@ def _encode_round(nets: CanonicalNetworks, streams, x: np.ndarray, ids: list[int
     n, j = nets.posterior(0, x / 127.5 - 1.0)
     symbols.append(_decoded(streams.decode(latent, _requests(ids, n, j)), ids, n.shape[1:]))
     values.append(nets.latent.centers(symbols[0]))
-    params = nets.pixel_params(values[0])
-    grids = [nets.pixel_grid(params, x, channel) for channel in range(3)]
-    n, j = (np.stack([grid[k] for grid in grids], axis=1) for k in (0, 1))
-    streams.encode(nets.pixel.name, _requests(ids, x.astype(np.int32), n, j))
+    features = nets.pixel_features(values[0])
+    pixel_symbols, pixel_n, pixel_j = [], [], []
+    for stage in range(nets.pixel_stages):
+        params = nets.pixel_params(features, x, stage)
+        x_stage = stage_view(x, stage, nets.pixel_stages)
+        grids = [nets.pixel_grid(params, x_stage, channel) for channel in range(3)]
+        pixel_symbols.append(x_stage.reshape(len(ids), -1).astype(np.int32))
+        pixel_n.append(np.stack([grid[0] for grid in grids], axis=1).reshape(len(ids), -1))
+        pixel_j.append(np.stack([grid[1] for grid in grids], axis=1).reshape(len(ids), -1))
+    # One push per stream, in decoding order: stage by stage, R then G then B.
+    streams.encode(nets.pixel.name, _requests(ids, *(np.concatenate(parts, axis=1)
+                                                   for parts in (pixel_symbols, pixel_n, pixel_j))))
     for level in range(1, levels):
         n, j = nets.posterior(level, values[level - 1])
         symbols.append(_decoded(streams.decode(latent, _requests(ids, n, j)), ids, n.shape[1:]))
@@ -131,12 +152,16 @@ def _decode_round(nets: CanonicalNetworks, streams, ids: list[int]) -> np.ndarra
         values[level - 1] = nets.latent.centers(symbols[level - 1])
         n, j = nets.posterior(level, values[level - 1])
         streams.encode(latent, _requests(ids, symbols[level], n, j))
-    params = nets.pixel_params(values[0])
+    features = nets.pixel_features(values[0])
     size = nets.config.patch_size
     x = np.zeros((len(ids), 3, size, size), dtype=np.uint8)
-    for channel in range(3):
-        n, j = nets.pixel_grid(params, x, channel)
-        x[:, channel] = _decoded(streams.decode(nets.pixel.name, _requests(ids, n, j)), ids, n.shape[1:])
+    for stage in range(nets.pixel_stages):
+        params = nets.pixel_params(features, x, stage)
+        x_stage = stage_view(x, stage, nets.pixel_stages)        # a view: decoding fills x
+        for channel in range(3):
+            n, j = nets.pixel_grid(params, x_stage, channel)
+            x_stage[:, channel] = _decoded(streams.decode(nets.pixel.name, _requests(ids, n, j)), ids,
+                                           n.shape[1:])
     n, j = nets.posterior(0, x / 127.5 - 1.0)
     streams.encode(latent, _requests(ids, symbols[0], n, j))
     return x

@@ -10,6 +10,11 @@ Data flow (L = 2, patch 64x64, ``C`` latent channels, ``w`` network width)::
 - ``px`` gives, per sub-pixel, a logistic discretized over the 256 levels (the edge levels take
   the tails), with the means of G and B shifted linearly by the decoded R (and G) values, as in
   PixelCNN++: the coder therefore codes the R plane, then G, then B.
+- ``pixel_stages`` = 1 is the reference: every sub-pixel depends on z1 only. With 4 stages the
+  pixels are coded as four polyphase sub-lattices in the order of :data:`PHASES`; ``px`` maps z1
+  to features and ``px_stage[s]`` maps (features, the sub-lattices already coded) to the
+  parameters of sub-lattice ``s``, so each pixel also sees its coded neighbours (the first
+  sub-lattice none, the last all four 4-neighbours).
 - Every network is a stem convolution, ``depth`` residual blocks (ELU, conv, ELU, conv, skip)
   and an output convolution; resolution changes by pixel (un)shuffle.
 
@@ -36,6 +41,7 @@ class BitswapConfig:
     width: int = 64             # channels inside every network
     depth: int = 2              # residual blocks per network
     patch_size: int = 64
+    pixel_stages: int = 1       # 1: p(x|z1) factorized (the reference); 4: polyphase sub-lattices in turn
 
     def latent_shape(self, level: int) -> tuple[int, int, int]:
         """(C, H, W) of latent z_{level+1}; level 0 is z1 at half resolution."""
@@ -45,6 +51,8 @@ class BitswapConfig:
     def validate(self) -> None:
         if self.levels < 1 or self.patch_size % (1 << self.levels):
             raise ValueError(f"patch size {self.patch_size} not divisible by 2^{self.levels} levels")
+        if self.pixel_stages not in (1, 4):
+            raise ValueError(f"pixel_stages must be 1 or 4, not {self.pixel_stages}")
         if min(self.latent_channels, self.width, self.depth + 1) < 1:
             raise ValueError(f"bad Bit-swap config {self}")
 
@@ -126,6 +134,27 @@ def couple_means(mean: torch.Tensor, coeffs: torch.Tensor, x_unit: torch.Tensor)
     return torch.cat([mean[:, 0:1], mean_g, mean_b], dim=1)
 
 
+# Polyphase sub-lattices (row, column offset) in coding order: a pixel of the third or fourth
+# sub-lattice has its four 4-neighbours in the earlier ones.
+PHASES = ((0, 0), (1, 1), (0, 1), (1, 0))
+
+
+def stage_view(x, stage: int, stages: int):
+    """The pixels coded in ``stage`` (a strided view of ``x[..., H, W]``; all of it for one stage)."""
+    if stages == 1:
+        return x
+    dy, dx = PHASES[stage]
+    return x[..., dy::2, dx::2]
+
+
+def known_context(x_unit: torch.Tensor, stage: int) -> torch.Tensor:
+    """x with the sub-lattices of ``stage`` and later zeroed, as 12 polyphase channels (N, 12, H/2, W/2)."""
+    context = torch.zeros_like(x_unit)
+    for dy, dx in PHASES[:stage]:
+        context[..., dy::2, dx::2] = x_unit[..., dy::2, dx::2]
+    return F.pixel_unshuffle(context, 2)
+
+
 class BitswapVAE(nn.Module):
     def __init__(self, config: BitswapConfig = BitswapConfig()):
         super().__init__()
@@ -141,8 +170,13 @@ class BitswapVAE(nn.Module):
         self.p = nn.ModuleList(
             Transform(c, 2 * c, w, d, kernel[level + 1], 2) for level in range(levels - 1)
         )
-        # px: z1 -> per sub-pixel mean, log-scale and the three coupling coefficients.
-        self.px = Transform(c, 9, w, d, kernel[0], 2)
+        # px: z1 -> per sub-pixel mean, log-scale and the three coupling coefficients (1 stage),
+        # or z1 -> features that px_stage[s] turns into those of sub-lattice s (4 stages).
+        if config.pixel_stages == 1:
+            self.px = Transform(c, 9, w, d, kernel[0], 2)
+        else:
+            self.px = Transform(c, w, w, d, kernel[0], 1)
+            self.px_stage = nn.ModuleList(Transform(w + 12, 9, w, 0, 3, 1) for _ in range(config.pixel_stages))
 
     # --- distribution parameters (shared by training and coding) -------------------------------
     @staticmethod
@@ -162,9 +196,17 @@ class BitswapVAE(nn.Module):
             return zeros, zeros
         return self._split_latent(self.p[level](above))
 
-    def pixel_params(self, z1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Uncoupled means, log-scales and tanh coupling coefficients of p(x | z1), each (N,3,H,W)."""
-        h = self.px(z1)
+    def pixel_features(self, z1: torch.Tensor) -> torch.Tensor:
+        return self.px(z1)
+
+    def pixel_params(self, features: torch.Tensor, context: torch.Tensor | None,
+                     stage: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Uncoupled means, log-scales and tanh coupling coefficients of the pixels of ``stage``.
+
+        ``features`` come from :meth:`pixel_features`; ``context`` is :func:`known_context` of
+        the stage (ignored with one stage). Each output is (N, 3, h, w) over the stage's pixels.
+        """
+        h = features if self.config.pixel_stages == 1 else self.px_stage[stage](torch.cat([features, context], 1))
         mean, log_scale, coeffs = h[:, 0:3], h[:, 3:6], h[:, 6:9]
         return mean, log_scale.clamp(*PIXEL_LOG_SCALE_RANGE), torch.tanh(coeffs)
 
@@ -194,9 +236,16 @@ class BitswapVAE(nn.Module):
                 mean, log_scale = (t.float() for t in self.prior(level, above))
                 log_p = logistic_log_density(samples[level], mean, log_scale)
             terms[f"z{level + 1}"] = log_q[level] - log_p.flatten(1).sum(1)
-        mean, log_scale, coeffs = (t.float() for t in self.pixel_params(samples[0]))
-        mean = couple_means(mean, coeffs, x_unit)
-        terms["x"] = -discretized_logistic_log_prob(x_unit, mean, log_scale).flatten(1).sum(1)
+        features = self.pixel_features(samples[0])
+        stages = self.config.pixel_stages
+        terms["x"] = torch.zeros(x.shape[0])
+        for stage in range(stages):
+            context = known_context(x_unit, stage) if stages > 1 else None
+            mean, log_scale, coeffs = (t.float() for t in self.pixel_params(features, context, stage))
+            x_stage = stage_view(x_unit, stage, stages)
+            mean = couple_means(mean, coeffs, x_stage)
+            log_prob = discretized_logistic_log_prob(x_stage, mean, log_scale)
+            terms["x"] = terms["x"] - log_prob.flatten(1).sum(1)
         return terms
 
 
