@@ -95,24 +95,25 @@ def random_crops(frames: list[np.ndarray], count: int, size: int, rng: np.random
 
 
 class SynthSource:
-    """Crops of synthetic inspection images; regenerates a small pool now and then."""
+    """Crops of synthetic inspection frames (:func:`edge.synth.render_frame`), passed through JPEG
+    like the camera's photos; a small pool of frames is renewed one frame at a time."""
+
+    FRAME_SIZE = (1024, 768)
 
     def __init__(self, size: int, seed: int, pool: int = 8):
-        from edge import synth  # imported lazily: optional data source
+        from edge.synth import render_frame  # imported lazily: optional data source
 
-        self.synth, self.size, self.pool_size = synth, size, pool
+        self.render_frame, self.size, self.pool_size = render_frame, size, pool
         self.rng = np.random.default_rng(seed)
         self.pool: list[np.ndarray] = []
         self.draws = 0
 
     def _make(self) -> np.ndarray:
-        seed = int(self.rng.integers(2**31))
-        if hasattr(self.synth, "render_image"):
-            image = self.synth.render_image(seed=seed)
-        else:
-            image = self.synth.generate(seed=seed)
-        image = image[0] if isinstance(image, tuple) else getattr(image, "image", image)
-        return np.ascontiguousarray(image[..., :3]).astype(np.uint8)
+        kind = "far" if self.rng.random() < 0.25 else "closeup"
+        rgb, _ = self.render_frame(self.FRAME_SIZE, int(self.rng.integers(2**31)), kind=kind)
+        quality = int(self.rng.integers(80, 96))
+        ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) if ok else rgb
 
     def crops(self, count: int) -> np.ndarray:
         if len(self.pool) < self.pool_size or self.draws > 64 * self.pool_size:

@@ -30,7 +30,7 @@ from edge.codec.patches import PatchGrid, from_patches, mirror_pad, to_patches
 from edge.errors import CodingError, InputError, ModelError
 
 STANDALONE_SEED_WORDS = 4096      # more than the first posterior of a patch ever takes
-PATCHES_PER_STREAM = 16           # standalone: at least this many patches share one stream
+PATCHES_PER_STREAM = 32           # standalone: at least this many patches share one stream
 MAX_STREAMS = 32
 
 

@@ -142,6 +142,10 @@ class BinLayout:
         built[missing] = True
         return cdf, mass
 
+    def build_all(self) -> None:
+        """Build the tables of every scale now (a few seconds) rather than on first use."""
+        self._scale_blocks(np.arange(self.j_min, self.j_max + 1))
+
     def probabilities(self, n: np.ndarray, j: np.ndarray) -> np.ndarray:
         """(m, K) float32 bin masses of the snapped logistics, ready for ``Categorical``."""
         n = np.asarray(n, dtype=np.int64).ravel()

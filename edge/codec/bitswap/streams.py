@@ -128,8 +128,7 @@ def _worker_main(connection) -> None:
                 result = {sid: int(coder.num_bits()) for sid, coder in coders.items()}
             elif command == "warm":
                 for name in payload:
-                    layout = layout_by_name(name)
-                    layout.probabilities(np.zeros(1, np.int64), np.zeros(1, np.int64) + layout.j_min)
+                    layout_by_name(name).build_all()
                 result = None
             else:
                 raise CodingError(f"unknown pool command {command!r}")
