@@ -274,11 +274,17 @@ def _train(config: LosslessTrainConfig, ckpt_dir: Path) -> dict[str, float]:
     return {"step": step, "best_val_bpsp": best}
 
 
-def export_weights(ckpt_path: Path, out_path: Path) -> dict:
-    """Write the fp16 state dict with its model config (the shipped weights file)."""
+def export_weights(ckpt_path: Path, out_path: Path, latent_bins: int = 1024) -> dict:
+    """Write the shipped weights file: fp16 state dict, model config and the latent bin count.
+
+    fp16 -> float64 is exact, so the coder's canonical float64 copy is the same everywhere.
+    """
+    from edge.codec.bitswap.coding import DEFAULT_LATENT_BINS
+
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     weights = {name: tensor.half() for name, tensor in state["model"].items()}
-    torch.save({"config": state["model_config"], "state_dict": weights, "step": state["step"]}, out_path)
+    torch.save({"config": BitswapConfig(**state["model_config"]).to_dict(), "state_dict": weights,
+                "latent_bins": latent_bins or DEFAULT_LATENT_BINS, "step": int(state["step"])}, out_path)
     return {"step": state["step"], "best": state["best"]}
 
 

@@ -1,0 +1,79 @@
+"""Bit-swap training: a few steps on a tiny data set, resume, export, and code with the export."""
+from __future__ import annotations
+
+import argparse
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from edge.codec.bitswap.coder import BitswapCoder, load_weights
+from edge.codec.bitswap.model import BitswapConfig, BitswapVAE, bits_per_subpixel
+from edge.errors import ConfigError
+from edge.train import lossless
+
+
+@pytest.fixture()
+def data_dir(tmp_path):
+    images = tmp_path / "data" / "images"
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    # envA_70 falls in the held-out scene range, the others are training frames.
+    for name in ("envA_01", "envA_02", "envA_70"):
+        base = cv2.GaussianBlur(rng.integers(0, 256, (128, 160, 3), dtype=np.uint8), (9, 9), 3)
+        cv2.imwrite(str(images / f"{name}.png"), base)
+    return tmp_path / "data"
+
+
+def train_args(data_dir, ckpt_dir, steps: int) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    lossless.add_arguments(parser)
+    return parser.parse_args(["--data", str(data_dir), "--ckpt-dir", str(ckpt_dir), "--steps", str(steps),
+                              "--batch", "2", "--width", "4", "--depth", "1", "--pixel-stages", "4",
+                              "--eval-every", "2", "--ckpt-every", "1", "--val-crops", "4", "--warmup", "1"])
+
+
+def test_train_resume_export_and_code(data_dir, tmp_path):
+    torch.set_num_threads(1)
+    ckpt = tmp_path / "ckpt"
+    assert lossless.run(train_args(data_dir, ckpt, 2)) == 0
+    assert (ckpt / "last.pt").exists() and (ckpt / "best.pt").exists()
+    assert "val" in (ckpt / "train.log").read_text()
+    assert lossless.run(train_args(data_dir, ckpt, 3)) == 0
+    assert torch.load(ckpt / "last.pt", weights_only=False)["step"] == 3
+    assert "resumed at step 2" in (ckpt / "train.log").read_text()
+
+    weights = tmp_path / "bitswap.pt"
+    lossless.export_weights(ckpt / "best.pt", weights)
+    model = load_weights(weights)
+    assert model.config.width == 4 and model.config.pixel_stages == 4
+    assert all(p.dtype == torch.float16 for p in torch.load(weights, weights_only=True)["state_dict"].values())
+    patches = np.random.default_rng(1).integers(0, 256, (1, 3, 64, 64), dtype=np.uint8)
+    coder = BitswapCoder(model)
+    assert np.array_equal(coder.decompress(coder.compress(patches)), patches)
+
+
+def test_resume_refuses_another_model(data_dir, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    assert lossless.run(train_args(data_dir, ckpt, 1)) == 0
+    args = train_args(data_dir, ckpt, 2)
+    args.width = 8
+    with pytest.raises(ConfigError, match="ckpt-dir|ckpt_dir"):
+        lossless.run(args)
+
+
+def test_elbo_is_finite_and_trains_down():
+    torch.manual_seed(0)
+    model = BitswapVAE(BitswapConfig(width=8, depth=1, pixel_stages=4))
+    x = torch.from_numpy(cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8),
+                                          (7, 7), 2).transpose(2, 0, 1).copy())[None].repeat(4, 1, 1, 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        loss = bits_per_subpixel(model(x), 64)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.isfinite(losses).all() and losses[-1] < losses[0] - 0.5
