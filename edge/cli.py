@@ -20,6 +20,8 @@ COMMANDS = {
     "train": "train",
     "eval": "eval",
     "segment": "segment",
+    "run": "run",
+    "subscribe": "subscribe",
 }
 
 

@@ -1,0 +1,80 @@
+"""The seam between the daemon and the codec: which function codes a photo, with which settings.
+
+A coder is ``coder(path, settings, mask) -> result`` where ``result.bundle`` is a container
+:class:`~edge.codec.container.Bundle` and ``result.report`` a dict: the codec's
+``edge.codec.photo.compress_photo`` by default, :func:`edge.codec.sourcefile.compress_source_file`
+for ``coding.mode: source-file``, or any function the caller injects (tests, experiments).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edge.codec.container import Bundle, encode_bundle
+from edge.codec.sourcefile import CODER as SOURCE_FILE, compress_source_file
+from edge.config import CodingConfig
+from edge.errors import ConfigError
+
+Coder = Callable[[Path, Any, "np.ndarray | None"], Any]
+
+
+@dataclass(frozen=True)
+class CodedPhoto:
+    bundle_id: str
+    data: bytes                 # the encoded bundle
+    report: dict
+    sent_source: bool           # the bundle carries the original file
+
+
+def resolve_coder(config: CodingConfig, coder: Coder | None = None, settings: Any = None) -> tuple[Coder, Any]:
+    """The coder and settings to use: the injected ones, or those the config names."""
+    if coder is not None:
+        return coder, settings
+    if config.mode == SOURCE_FILE:
+        return compress_source_file, None
+    try:
+        from edge.codec.photo import CodingSettings, compress_photo
+    except ImportError as error:
+        raise ConfigError(f"mode {config.mode!r} needs the codec (edge.codec.photo), which cannot be "
+                          f"imported ({error}); use mode source-file or install the full package",
+                          key_path="coding.mode") from None
+    if settings is None:
+        options = {"mode": config.mode}
+        if config.bg_quality is not None:
+            options["bg_quality"] = config.bg_quality
+        if config.blade_quality is not None:
+            options["blade_quality"] = config.blade_quality
+        try:
+            settings = CodingSettings(**options)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"the codec refuses these settings: {error}", key_path="coding") from None
+    return compress_photo, settings
+
+
+def code_photo(path: Path, mask: np.ndarray | None, coder: Coder, settings: Any, config: CodingConfig,
+               fallback_for: str = "", send_source: bool = False) -> CodedPhoto:
+    """Code one photo. With ``fallback_for`` (a refused bundle id) or ``send_source`` the source
+    file is sent instead.
+
+    A bundle larger than the photo is replaced by the source file when the config says so.
+    Errors (InputError, CodingError, ...) propagate: the caller quarantines or falls back.
+    """
+    if fallback_for or send_source:
+        result = compress_source_file(path, mask=mask, fallback_for=fallback_for)
+    else:
+        result = coder(path, settings, mask)
+    bundle: Bundle = result.bundle
+    data = encode_bundle(bundle)
+    report = dict(result.report)
+    sent_source = all(region.coded.coder == SOURCE_FILE for region in bundle.regions)
+    if (not sent_source and config.if_larger_than_source == "send-source"
+            and len(data) > bundle.source.size):
+        report = {"replaced": f"bundle of {len(data)} bytes is larger than the {bundle.source.size}-byte "
+                              f"source; sending the source file", "coded_report": report}
+        bundle = compress_source_file(path, mask=mask).bundle
+        data = encode_bundle(bundle)
+        sent_source = True
+    return CodedPhoto(bundle.bundle_id, data, report, sent_source)

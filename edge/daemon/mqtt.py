@@ -1,0 +1,322 @@
+"""Everything MQTT: topic names, chunk framing, acknowledgements and the client link.
+
+Both sides use this module: the edge publisher (:mod:`edge.daemon.publisher`) and the offshore
+subscriber (:mod:`edge.offshore.subscriber`). Topics, all under ``mqtt.topic_root``::
+
+    ROOT/DEVICE/chunk          bundle chunks, QoS 1, user properties below   edge -> offshore
+    ROOT/DEVICE/ack            {"bundle_id", "ok", "reason", ...} JSON, QoS 1 offshore -> edge
+    ROOT/DEVICE/availability   online | offline (last will) | stopped, retained
+    ROOT/DEVICE/status         periodic JSON status, retained
+    ROOT/_offshore/CLIENT/availability   the same for each subscriber
+
+The offshore side subscribes ``$share/GROUP/ROOT/+/chunk`` so several decoders split the load.
+A chunk's user properties: ``bundle_id``, ``index``, ``count``, ``checksum`` (SHA-256 of the
+chunk), ``bundle_size`` and ``bundle_sha256`` (of the whole bundle), plus ``source`` (photo
+file name) and ``surface``.
+
+paho-mqtt 2.x keeps unacknowledged messages in memory only and re-sends them after a
+reconnect; completion is tracked through ``on_publish(mid, reason_code)``, never through
+``wait_for_publish``. Callbacks only put events on queues: they run on paho's network thread
+while paho holds its own locks, so they must not wait for ours.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge.config import MqttConfig
+
+log = logging.getLogger(__name__)
+
+ONLINE, OFFLINE, STOPPED = "online", "offline", "stopped"
+OFFSHORE_LEVEL = "_offshore"          # topic level of subscribers; never a device name (names start alphanumeric)
+QOS = 1
+
+
+# ---------------------------------------------------------------------------- topics
+
+@dataclass(frozen=True)
+class Topics:
+    """Every topic name, built in this one place."""
+
+    root: str
+
+    def chunks(self, device: str) -> str:
+        return f"{self.root}/{device}/chunk"
+
+    def ack(self, device: str) -> str:
+        return f"{self.root}/{device}/ack"
+
+    def availability(self, device: str) -> str:
+        return f"{self.root}/{device}/availability"
+
+    def status(self, device: str) -> str:
+        return f"{self.root}/{device}/status"
+
+    def offshore_availability(self, client_id: str) -> str:
+        return f"{self.root}/{OFFSHORE_LEVEL}/{client_id}/availability"
+
+    def chunk_subscription(self, devices: str = "+", group: str = "") -> str:
+        """The offshore subscription; with a group, a shared one."""
+        topic = self.chunks(devices)
+        return f"$share/{group}/{topic}" if group else topic
+
+    def device_of(self, topic: str) -> str | None:
+        """The device level of a ROOT/DEVICE/... topic, or None for another topic."""
+        prefix = self.root + "/"
+        if not topic.startswith(prefix):
+            return None
+        device = topic[len(prefix):].split("/", 1)[0]
+        return device or None
+
+
+# ---------------------------------------------------------------------------- chunks
+
+@dataclass(frozen=True)
+class Chunk:
+    """One MQTT message of a bundle."""
+
+    bundle_id: str
+    index: int
+    count: int
+    checksum: str              # SHA-256 of payload (hex)
+    bundle_size: int
+    bundle_sha256: str
+    payload: bytes
+    source: str = ""
+    surface: str = ""
+
+    def checksum_ok(self) -> bool:
+        return hashlib.sha256(self.payload).hexdigest() == self.checksum
+
+
+class ChunkFormatError(ValueError):
+    """A message on a chunk topic lacks a property or has a malformed one."""
+
+
+def split_bundle(bundle_id: str, data: bytes, chunk_bytes: int, source: str = "",
+                 surface: str = "") -> list[Chunk]:
+    """Cut an encoded bundle into chunks of at most ``chunk_bytes`` (an empty bundle is one chunk)."""
+    digest = hashlib.sha256(data).hexdigest()
+    pieces = [data[i:i + chunk_bytes] for i in range(0, len(data), chunk_bytes)] or [b""]
+    return [Chunk(bundle_id, index, len(pieces), hashlib.sha256(piece).hexdigest(), len(data), digest,
+                  piece, source, surface)
+            for index, piece in enumerate(pieces)]
+
+
+def chunk_properties(chunk: Chunk) -> Properties:
+    properties = Properties(PacketTypes.PUBLISH)
+    properties.UserProperty = [
+        ("bundle_id", chunk.bundle_id), ("index", str(chunk.index)), ("count", str(chunk.count)),
+        ("checksum", chunk.checksum), ("bundle_size", str(chunk.bundle_size)),
+        ("bundle_sha256", chunk.bundle_sha256), ("source", chunk.source), ("surface", chunk.surface),
+    ]
+    properties.ContentType = "application/x-edge-bundle-chunk"
+    return properties
+
+
+def parse_chunk(payload: bytes, properties: Properties | None) -> Chunk:
+    """Rebuild a chunk from a received message; raises :class:`ChunkFormatError`."""
+    pairs = dict(getattr(properties, "UserProperty", None) or [])
+    try:
+        chunk = Chunk(bundle_id=pairs["bundle_id"], index=int(pairs["index"]), count=int(pairs["count"]),
+                      checksum=pairs["checksum"], bundle_size=int(pairs["bundle_size"]),
+                      bundle_sha256=pairs["bundle_sha256"], payload=bytes(payload),
+                      source=pairs.get("source", ""), surface=pairs.get("surface", ""))
+    except KeyError as error:
+        raise ChunkFormatError(f"chunk message lacks the user property {error.args[0]!r}") from None
+    except ValueError:
+        raise ChunkFormatError("chunk message has a non-integer index, count or bundle_size") from None
+    hexdigits = set("0123456789abcdef")
+    if not (len(chunk.bundle_id) == 32 and set(chunk.bundle_id) <= hexdigits):
+        raise ChunkFormatError(f"bad bundle_id {chunk.bundle_id!r}")
+    if not 0 <= chunk.index < chunk.count <= 1 << 20 or chunk.bundle_size < 0:
+        raise ChunkFormatError(f"bad index/count {chunk.index}/{chunk.count}")
+    for value in (chunk.checksum, chunk.bundle_sha256):
+        if not (len(value) == 64 and set(value) <= hexdigits):
+            raise ChunkFormatError(f"bad checksum {value!r}")
+    return chunk
+
+
+# ---------------------------------------------------------------------------- acknowledgements
+
+@dataclass(frozen=True)
+class Ack:
+    """The offshore side's answer about one bundle: ok, or refused with a reason."""
+
+    bundle_id: str
+    ok: bool
+    reason: str = ""            # why it was refused ("section stream:blade: checksum mismatch")
+    section: str = ""           # the bundle section at fault, when known
+    subscriber: str = ""        # client id of the subscriber that answered
+
+    def encode(self) -> bytes:
+        return json.dumps({"bundle_id": self.bundle_id, "ok": self.ok, "reason": self.reason,
+                           "section": self.section, "subscriber": self.subscriber},
+                          sort_keys=True).encode("utf-8")
+
+    @staticmethod
+    def decode(payload: bytes) -> "Ack":
+        try:
+            value = json.loads(payload.decode("utf-8"))
+            return Ack(bundle_id=str(value["bundle_id"]), ok=bool(value["ok"]),
+                       reason=str(value.get("reason", "")), section=str(value.get("section", "")),
+                       subscriber=str(value.get("subscriber", "")))
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"malformed ack message: {error}") from None
+
+
+# ---------------------------------------------------------------------------- the client link
+
+@dataclass(frozen=True)
+class Received:
+    topic: str
+    payload: bytes
+    properties: Properties | None
+
+
+@dataclass(frozen=True)
+class Completion:
+    mid: int
+    ok: bool
+    reason: str                  # paho's reason code name ("Success", "No matching subscribers" ...)
+    no_subscribers: bool = False
+
+
+class MqttLink:
+    """One MQTT v5 client: persistent session, retained availability with a last will,
+    automatic reconnect with back-off, subscriptions renewed on every connect.
+
+    ``completions`` receives one :class:`Completion` per QoS 1 publish the broker answered;
+    ``received`` one :class:`Received` per incoming message (when ``deliver`` is not given;
+    ``deliver`` is called on the network thread instead, e.g. to store a chunk before paho
+    acknowledges it to the broker).
+    """
+
+    def __init__(self, config: MqttConfig, availability_topic: str, subscriptions: list[str] = (),
+                 deliver=None):
+        self.config = config
+        self.availability_topic = availability_topic
+        self.subscriptions = list(subscriptions)
+        self.completions: queue.Queue[Completion] = queue.Queue()
+        self.received: queue.Queue[Received] = queue.Queue()
+        self._deliver = deliver
+        self._connected = threading.Event()
+        self.last_error = ""
+        self.connects = 0
+        self._stopping = False
+        self._client = self._make_client()
+
+    # -- set-up
+
+    def _make_client(self) -> paho.Client:
+        config = self.config
+        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=config.client_id,
+                             protocol=paho.MQTTv5)
+        client.enable_logger(logging.getLogger("edge.mqtt.paho"))
+        client.reconnect_delay_set(config.reconnect_min_s, config.reconnect_max_s)
+        client.max_queued_messages_set(0)
+        # paho's own in-flight window is not ours: the publisher limits itself (publish.max_inflight)
+        client.max_inflight_messages_set(0)
+        if config.tls.enabled:
+            client.tls_set(ca_certs=str(config.tls.ca_file) if config.tls.ca_file else None,
+                           certfile=str(config.tls.cert_file) if config.tls.cert_file else None,
+                           keyfile=str(config.tls.key_file) if config.tls.key_file else None,
+                           cert_reqs=ssl.CERT_REQUIRED)
+            client.tls_insecure_set(config.tls.insecure)
+        if config.auth.username:
+            password = (config.auth.password.resolve("mqtt.auth.password")
+                        if config.auth.password is not None else None)
+            client.username_pw_set(config.auth.username, password)
+        client.will_set(self.availability_topic, OFFLINE, qos=QOS, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
+
+    def start(self) -> None:
+        """Connect in the background (retrying with back-off until the broker answers)."""
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = self.config.session_expiry_s
+        self._client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_s,
+                                   clean_start=False, properties=properties)
+        self._client.loop_start()
+
+    def stop(self, final_availability: str = STOPPED, timeout: float = 5.0) -> None:
+        """Publish the final availability (when connected), disconnect cleanly, stop the thread."""
+        if self._connected.is_set():
+            info = self._client.publish(self.availability_topic, final_availability, qos=QOS, retain=True)
+            deadline = time.monotonic() + timeout
+            while not info.is_published() and time.monotonic() < deadline and self._connected.is_set():
+                time.sleep(0.02)
+        self._stopping = True
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected.clear()
+
+    # -- use
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float | None = None) -> bool:
+        return self._connected.wait(timeout)
+
+    def publish(self, topic: str, payload: bytes | str, properties: Properties | None = None,
+                retain: bool = False, qos: int = QOS) -> int:
+        """Queue a message; returns its mid (its :class:`Completion` arrives later)."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
+            raise ConnectionError(f"paho refused to queue a message on {topic}: {paho.error_string(info.rc)}")
+        return info.mid
+
+    # -- callbacks (network thread: record and return)
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            # Refused (bad credentials, not authorised ...): not connected, whatever the socket says.
+            self.last_error = f"broker refused the connection: {reason_code}"
+            log.error("%s (%s:%d as %s)", self.last_error, self.config.host, self.config.port,
+                      self.config.client_id)
+            return
+        self.connects += 1
+        log.info("connected to %s:%d as %s (session present: %s)", self.config.host, self.config.port,
+                 self.config.client_id, flags.session_present)
+        client.publish(self.availability_topic, ONLINE, qos=QOS, retain=True)
+        for topic in self.subscriptions:
+            client.subscribe(topic, qos=QOS)
+        self._connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        was = self._connected.is_set()
+        self._connected.clear()
+        if was and not self._stopping:
+            self.last_error = f"disconnected from the broker: {reason_code}"
+            log.warning("%s; reconnecting with back-off", self.last_error)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        # 0x10 "No matching subscribers": the broker took the message but nobody will get it.
+        self.completions.put(Completion(mid, not reason_code.is_failure, str(reason_code),
+                                        no_subscribers=reason_code.value == 0x10))
+
+    def _on_message(self, client, userdata, message) -> None:
+        received = Received(message.topic, bytes(message.payload), getattr(message, "properties", None))
+        if self._deliver is None:
+            self.received.put(received)
+            return
+        try:
+            self._deliver(received)
+        except Exception:           # an exception here would end paho's network thread
+            log.exception("handling a message on %s failed", message.topic)

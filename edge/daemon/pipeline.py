@@ -1,0 +1,204 @@
+"""The edge daemon: its stages, the queues between them, start-up, shutdown and the main loop.
+
+::
+
+    watcher --file--> intake --photo--> grouper --surface--> segmenter --photo id--> coder(s)
+        --bundle--> spooler --journal--> publisher <--MQTT--> broker <--> offshore subscriber
+                                             \\--refused: photo id--> coder(s)
+
+Every queue is bounded (back-pressure: a full spool stops coding, which stops segmentation
+...), except the small one of refused bundles. One stop event ends every stage; ``stop()``
+joins them in the reverse order of ``start()``. What is in flight is in the journal: a
+restart resumes it.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import Any, Callable
+
+from edge.config import EdgeConfig
+from edge.daemon.coding import Coder, resolve_coder
+from edge.daemon.grouping import SurfaceGrouper
+from edge.daemon.health import Notifier, install_stop_signals, restore_signals
+from edge.daemon.journal import IN_SPOOL, Journal, PhotoRecord
+from edge.daemon.publisher import Publisher
+from edge.daemon.segmentation import Segmenter, make_segmenter
+from edge.daemon.spool import Spool
+from edge.daemon.stages import Coding, Grouper, Intake, Segmentation, Spooling
+from edge.daemon.watcher import Watcher
+
+log = logging.getLogger(__name__)
+
+
+class EdgeDaemon:
+    """``start()`` and ``stop()`` the whole edge side; the codec and segmenter can be injected."""
+
+    def __init__(self, config: EdgeConfig, coder: Coder | None = None, settings: Any = None,
+                 segmenter: Segmenter | None = None):
+        self.config = config
+        self.stop_event = threading.Event()
+        self.coder, self.settings = resolve_coder(config.coding, coder, settings)
+        self.segmenter = segmenter or make_segmenter(config.segmentation)
+        # The queues between stages. Items are paths and photo ids, except the two bundles
+        # that may wait for the spooler.
+        self.files: queue.Queue = queue.Queue(maxsize=256)     # watcher -> intake
+        self.photos: queue.Queue = queue.Queue(maxsize=64)     # intake -> grouper
+        self.groups: queue.Queue = queue.Queue(maxsize=2)      # grouper -> segmenter
+        self.to_code: queue.Queue = queue.Queue(maxsize=8)     # segmenter -> coders
+        self.recode: queue.Queue = queue.Queue()               # publisher (refused bundles) -> coders
+        self.to_spool: queue.Queue = queue.Queue(maxsize=2)    # coders -> spooler
+        self.journal: Journal | None = None
+        self.spool: Spool | None = None
+        self.publisher: Publisher | None = None
+        self.watcher: Watcher | None = None
+        self.stages: list = []                                 # in start order
+
+    # -- start and stop
+
+    def start(self) -> None:
+        """Start the stages, consumers before producers."""
+        self._open_state()           # 1. journal and spool; leftovers of a crash cleaned up
+        self._start_publisher()      # 2. MQTT: sends spooled bundles, receives acknowledgements
+        self._start_spooler()        # 3. bundle -> spool file -> 'spooled'
+        self._start_coders()         # 4. photo + mask -> bundle -> 'coded'
+        self._start_segmenter()      # 5. surface group -> masks -> 'segmented'
+        self._start_grouper()        # 6. photos -> surface groups
+        self._start_intake()         # 7. file -> 'seen' (or quarantined); resumes unfinished photos
+        self._start_watcher()        # 8. watched folders -> complete files
+        log.info("edge daemon %s started: %s", self.config.device, ", ".join(self.stage_names()))
+
+    def stop(self, progress: Callable[[float], Any] = lambda seconds: None) -> None:
+        """Stop every stage in reverse order; ``progress(seconds)`` is called before each wait
+        (systemd's EXTEND_TIMEOUT_USEC)."""
+        self.stop_event.set()
+        for stage in reversed(self.stages):
+            progress(30.0)
+            stage.stop()
+        self.stages.clear()
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+        log.info("edge daemon %s stopped", self.config.device)
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+
+    def stage_names(self) -> list[str]:
+        return [getattr(stage, "name", type(stage).__name__.lower()) for stage in self.stages]
+
+    def dead_stages(self) -> list[str]:
+        return [name for name, stage in zip(self.stage_names(), self.stages) if not stage.alive]
+
+    # -- the steps of start()
+
+    def _open_state(self) -> None:
+        self.journal = Journal(self.config.journal_path)
+        self.spool = Spool(self.config.spool.folder, int(self.config.spool.max_bytes))
+        removed = self.spool.remove_temporary_files()
+        live = {record.bundle_id for record in self.journal.in_states(*IN_SPOOL)}
+        for path in self.spool.bundles.iterdir():
+            if path.is_file() and path.stem not in live:
+                self.spool.delete_bundle(path.stem)    # acknowledged, replaced, or never journaled
+                removed += 1
+        for record in self.journal.in_states(*IN_SPOOL):
+            if not self.spool.has_bundle(record.bundle_id):
+                log.warning("%s: spooled bundle %s is missing; coding the photo again", record.path,
+                            record.bundle_id)
+                self.journal.set_state(record.id, "seen")
+        for path in self.spool.work.glob("*.mask.png"):
+            photo_id = path.name.split(".", 1)[0]
+            try:
+                done = self.journal.get(int(photo_id)).state in ("acknowledged", "failed")
+            except (KeyError, ValueError):
+                done = True                            # a photo the journal does not know
+            if done:
+                path.unlink(missing_ok=True)
+        if removed:
+            log.info("spool: removed %d leftover files", removed)
+
+    def _start_publisher(self) -> None:
+        self.publisher = Publisher(self.config, self.journal, self.spool, self.stop_event,
+                                   recode=self._recode, status_source=self.queue_status)
+        self._add(self.publisher)
+
+    def _start_spooler(self) -> None:
+        self._add(Spooling(self.journal, self.spool, self.stop_event, self.to_spool, self.publisher.wake))
+
+    def _start_coders(self) -> None:
+        for index in range(self.config.coding.workers):
+            self._add(Coding(self.config, self.coder, self.settings, self.journal, self.spool, self.stop_event,
+                             self.to_code, self.recode, self.to_spool, index))
+
+    def _start_segmenter(self) -> None:
+        self._add(Segmentation(self.segmenter, self.journal, self.spool, self.stop_event, self.groups,
+                               self.to_code))
+
+    def _start_grouper(self) -> None:
+        self._add(Grouper(SurfaceGrouper(self.config.grouping), self.journal, self.stop_event, self.photos,
+                          self.groups))
+
+    def _start_intake(self) -> None:
+        self._add(Intake(self.config, self.journal, self.spool, self.stop_event, self.files, self.photos,
+                         self.to_code))
+
+    def _start_watcher(self) -> None:
+        self.watcher = Watcher(self.config.watch, self.files, self.stop_event)
+        self._add(self.watcher)
+
+    def _add(self, stage) -> None:
+        stage.start()
+        self.stages.append(stage)
+
+    # -- glue
+
+    def _recode(self, record: PhotoRecord) -> None:
+        self.recode.put(record.id)
+
+    def queue_status(self) -> dict:
+        """Queue depths for the status topic."""
+        return {"queues": {"files": self.files.qsize(), "photos": self.photos.qsize(),
+                           "groups": self.groups.qsize(), "to_code": self.to_code.qsize(),
+                           "recode": self.recode.qsize(), "to_spool": self.to_spool.qsize()}}
+
+    def status_line(self) -> str:
+        counts = self.journal.counts() if self.journal is not None else {}
+        spooled = counts.get("spooled", 0) + counts.get("published", 0)
+        return (f"{counts.get('acknowledged', 0)} delivered, {spooled} in the spool, "
+                f"{counts.get('failed', 0)} failed; broker "
+                f"{'connected' if self.publisher and self.publisher.link.connected else 'not connected'}")
+
+
+def run_daemon(config: EdgeConfig, coder: Coder | None = None, settings: Any = None,
+               segmenter: Segmenter | None = None, notifier: Notifier | None = None,
+               tick_s: float = 1.0) -> int:
+    """Run until SIGTERM/SIGINT (0) or until a stage dies (1, so systemd restarts us).
+
+    Tells systemd READY=1 once started, pings its watchdog from this loop while every stage
+    is alive, and says STOPPING=1 before the reverse-order shutdown.
+    """
+    notifier = notifier or Notifier()
+    daemon = EdgeDaemon(config, coder, settings, segmenter)
+    handlers = install_stop_signals(daemon.request_stop)
+    exit_code = 0
+    try:
+        daemon.start()
+        notifier.ready(daemon.status_line())
+        interval = min(tick_s, notifier.watchdog_s or tick_s)
+        while not daemon.stop_event.wait(interval):
+            dead = daemon.dead_stages()
+            if dead:
+                log.error("stage(s) %s stopped unexpectedly; exiting so that the service restarts",
+                          ", ".join(dead))
+                exit_code = 1
+                break
+            notifier.watchdog()
+            notifier.status(daemon.status_line())
+    finally:
+        notifier.stopping("stopping: finishing the photo in hand")
+        daemon.stop(progress=notifier.extend_timeout)
+        restore_signals(handlers)
+        notifier.close()
+    return exit_code
+

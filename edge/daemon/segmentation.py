@@ -1,0 +1,75 @@
+"""Where the pipeline gets blade masks: the seam between the daemon and :mod:`edge.segment`.
+
+A segmenter is a callable ``(paths of one surface's photos) -> list of bool (H, W) masks or
+None`` (None: no mask for that photo; the coder then decides). :func:`make_segmenter` builds
+the one the config asks for:
+
+- ``model``: BU-Netv2+P over the whole surface (``edge.segment.pipeline.segment_surface``:
+  U-Net with flips, hole filling, the per-surface forest);
+- ``mask-files``: ``STEM + mask_suffix`` beside the photo or in ``mask_folder`` (ground
+  truth of a synthetic inspection, masks drawn by hand);
+- ``none``: no masks.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from edge.config import SegmentationConfig
+
+log = logging.getLogger(__name__)
+
+Segmenter = Callable[[list[Path]], list[np.ndarray | None]]
+
+
+def no_masks(paths: list[Path]) -> list[np.ndarray | None]:
+    return [None] * len(paths)
+
+
+class MaskFiles:
+    """Masks read from files named after the photos (blade where the mask is above 127)."""
+
+    def __init__(self, folder: Path | None, suffix: str):
+        self.folder = folder
+        self.suffix = suffix
+
+    def mask_path(self, photo: Path) -> Path:
+        return (self.folder or photo.parent) / (photo.stem + self.suffix)
+
+    def __call__(self, paths: list[Path]) -> list[np.ndarray | None]:
+        masks = []
+        for photo in paths:
+            path = self.mask_path(photo)
+            mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.is_file() else None
+            if mask is None:
+                log.warning("no readable mask %s for %s: coding it without a mask", path, photo.name)
+            masks.append(None if mask is None else mask > 127)
+        return masks
+
+
+class ModelSegmenter:
+    """BU-Netv2+P on one surface; the network is loaded on first use."""
+
+    def __init__(self, weights: Path | None):
+        self.weights = weights
+        self._model = None
+
+    def __call__(self, paths: list[Path]) -> list[np.ndarray | None]:
+        from edge.segment.dataset import read_rgb
+        from edge.segment.pipeline import load_segmenter, segment_surface
+        if self._model is None:
+            self._model = load_segmenter(self.weights)
+        images = [read_rgb(path) for path in paths]
+        return list(segment_surface(images, self._model).masks)
+
+
+def make_segmenter(config: SegmentationConfig) -> Segmenter:
+    if config.mode == "none":
+        return no_masks
+    if config.mode == "mask-files":
+        return MaskFiles(config.mask_folder, config.mask_suffix)
+    return ModelSegmenter(config.weights)

@@ -1,0 +1,38 @@
+"""Decode any bundle into pixels, dispatching on its region coders.
+
+``source-file`` bundles (the original camera file) are decoded here; every other coder
+(lossy, Bit-swap, implicit ROI, jpeg-exact) goes through the codec's
+``edge.codec.photo.decompress_bundle``, the same function ``edge decompress`` uses.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.codec.container import Bundle
+from edge.codec.sourcefile import decompress_source_file, is_source_file_bundle
+from edge.errors import CodingError
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    image: np.ndarray               # uint8 (H, W, 3)
+    mask: np.ndarray                # bool (H, W)
+    report: dict
+    source_file: bytes | None       # the camera's original file, when the bundle carries it
+
+
+def decode_photo(bundle: Bundle, name: str = "") -> DecodedImage:
+    """Pixels, mask and report of a bundle; raises BundleError/CodingError when it cannot be trusted."""
+    if is_source_file_bundle(bundle):
+        decoded = decompress_source_file(bundle, name)
+        return DecodedImage(decoded.image, decoded.mask, decoded.report, decoded.file_bytes)
+    try:
+        from edge.codec.photo import decompress_bundle
+    except ImportError as error:
+        coders = sorted({region.coded.coder for region in bundle.regions})
+        raise CodingError(f"{name or 'bundle'}: this installation cannot decode coders {coders} "
+                          f"({error}); install the full edge package") from None
+    decoded = decompress_bundle(bundle)
+    return DecodedImage(decoded.image, decoded.mask, dict(decoded.report), None)
