@@ -6,6 +6,7 @@ import time
 
 from edge.errors import InputError
 from edge.synth import generate_inspection, parse_size
+from edge.synth.blade import SURFACES
 
 HELP = "generate a synthetic blade inspection: photos (JPEG + EXIF), blade masks (PNG) and a manifest"
 
@@ -17,9 +18,20 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(error)) from error
 
 
+def _surfaces(text: str) -> tuple[str, ...]:
+    chosen = tuple(part.strip().upper() for part in text.split(",") if part.strip())
+    unknown = [s for s in chosen if s not in SURFACES]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"surfaces must be a comma-separated list of {','.join(SURFACES)}")
+    return chosen
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", metavar="OUT", help="output folder (layout in edge/synth/inspection.py)")
     parser.add_argument("--turbines", type=int, default=1, help="number of turbines (3 blades x 4 surfaces each)")
+    parser.add_argument("--blades", type=int, default=3, help="blades per turbine to inspect, 1-3 (default 3)")
+    parser.add_argument("--surfaces", type=_surfaces, default=SURFACES, metavar="LIST",
+                        help="comma-separated surfaces to inspect (default PS,SS,LE,TE)")
     parser.add_argument("--images-per-surface", type=int, default=10, metavar="J",
                         help="photos per blade surface pass")
     parser.add_argument("--size", type=_size, default=(5472, 3648), metavar="WxH",
@@ -34,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     manifest = generate_inspection(args.out, turbines=args.turbines, images_per_surface=args.images_per_surface,
                                    size=args.size, seed=args.seed, quality=args.quality, workers=args.workers,
-                                   overwrite=args.overwrite)
+                                   overwrite=args.overwrite, blades=args.blades, surfaces=args.surfaces)
     seconds = time.perf_counter() - started
     print(f"wrote {len(manifest.frames)} photos and masks to {args.out} in {seconds:.1f} s "
           f"(manifest: {args.out}/manifest.json)")

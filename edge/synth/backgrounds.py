@@ -133,11 +133,14 @@ def render_background(scene: Scene, lighting: Lighting, width: int, height: int)
             floor = values * lighting.ground_light()
         distance = np.minimum(r.distance, np.float32(1e6))
         # cloud shadows: follow the sun ray from the ground point up to the cloud plane
+        # (soft, so computed on every fourth pixel and enlarged)
         if lighting.sun_strength > 0.05 and to_sun[1] < -0.05:
             lift = np.float32(CLOUD_HEIGHT_M + scene.height_m) / np.float32(-to_sun[1])
-            wx = r.dir_x * distance + lift * to_sun[0]
-            wz = r.dir_z * distance + lift * to_sun[2]
+            sparse = distance[::4, ::4]
+            wx = r.dir_x[::4, ::4] * sparse + lift * to_sun[0]
+            wz = r.dir_z[::4, ::4] * sparse + lift * to_sun[2]
             density, _ = cloud_density(wx, wz, np.full_like(wx, 200.0))
+            density = cv2.resize(density, (floor.shape[1], floor.shape[0]), interpolation=cv2.INTER_LINEAR)
             shade = 1.0 - np.float32(0.55 * lighting.sun_strength) * density
             floor = floor * shade[..., None]
         fog = 1.0 - np.exp(-distance / np.float32(lighting.visibility_km * 1000.0))

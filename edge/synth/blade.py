@@ -194,7 +194,9 @@ def shading_table(surface: str, view: BladeView, camera_rotation: np.ndarray, li
     n_sun = np.clip(normals @ to_sun, 0, None)
     n_up = normals @ up
     sun = lighting.sun_strength * n_sun[:, None] * lighting.sun_color()
-    sky = lighting.ambient() * (0.62 + 0.38 * n_up)[:, None]
+    ambient = lighting.ambient()
+    ambient = 0.45 * ambient + 0.55 * ambient.mean()  # white paint scatters the sky's blue only in part
+    sky = ambient * (0.62 + 0.38 * n_up)[:, None]
     bounce = 0.35 * ground_color * np.clip(-n_up, 0, None)[:, None]
     half = to_sun + np.array([0.0, 0.0, -1.0])
     half /= np.linalg.norm(half) + 1e-9
@@ -203,7 +205,7 @@ def shading_table(surface: str, view: BladeView, camera_rotation: np.ndarray, li
     # the smooth gelcoat reflects the sky more at grazing angles
     grazing = (1 - np.abs(np.cos(phi))) ** 3
     return (1.15 * sun + sky + bounce + specular[:, None] * lighting.sun_color()
-            + 0.25 * grazing[:, None] * lighting.sky_colors()[1]).astype(np.float32)
+            + 0.2 * grazing[:, None] * lighting.sky_colors()[1]).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------

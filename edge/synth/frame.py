@@ -14,6 +14,7 @@ curve) and only the sharp parts at full resolution:
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -42,6 +43,7 @@ class FrameSpec:
     grain: float = 2.0  # sensor noise, in 8-bit levels (about its standard deviation)
     vignette: float = 0.25
     kind: str = "closeup"  # closeup, far or empty (how the plan framed the blade)
+    exposure: float | None = None  # fixed exposure (like an exposure lock); None: auto exposure
 
 
 def work_size(width: int, height: int) -> tuple[int, int]:
@@ -65,7 +67,7 @@ def render(spec: FrameSpec) -> tuple[np.ndarray, np.ndarray]:
     width, height = spec.width, spec.height
     ww, wh = work_size(width, height)
     sx, sy = width / ww, height / wh
-    rng = np.random.default_rng([spec.seed, 5])
+    rng = np.random.default_rng([spec.seed, 5])  # blade details; the grain has its own stream
     background = render_background(spec.scene, spec.lighting, ww, wh)
 
     geometry = outline = None
@@ -102,49 +104,70 @@ def render(spec: FrameSpec) -> tuple[np.ndarray, np.ndarray]:
         region = background[by0:by1, bx0:bx1] @ luma
         mean += float(((blade_work @ luma - region) * share).sum()) / (ww * wh)
     exposure = np.float32(np.clip(0.46 / max(mean, 1e-3), 0.55, 2.6) * spec.lighting.exposure)
+    if spec.exposure is not None:
+        exposure = np.float32(spec.exposure)
     ys = (np.arange(wh, dtype=np.float32) - (wh - 1) / 2) / (wh / 2)
     xs = (np.arange(ww, dtype=np.float32) - (ww - 1) / 2) / (ww / 2)
     falloff = 1 - np.float32(spec.vignette) * (xs[None, :] ** 2 * 0.6 + ys[:, None] ** 2 * 0.4)
 
     frame = cv2.resize(_to_uint8(background * (falloff * exposure)[..., None]), (width, height),
                        interpolation=cv2.INTER_LINEAR)
-    mask = np.zeros((height, width), bool)
+    mask = np.zeros((height, width), np.uint8)
     if blade_work is not None:
         bx0, by0, bx1, by1 = band
         blade8 = _to_uint8(blade_work * (falloff[by0:by1, bx0:bx1] * exposure)[..., None])
         x0, y0, x1, y1 = box
-        # enlarge the band onto the full-resolution box with the same pixel-centre alignment as resize
-        affine = np.array([[sx, 0, (bx0 + 0.5) * sx - 0.5 - x0], [0, sy, (by0 + 0.5) * sy - 0.5 - y0]])
-        patch = cv2.warpAffine(blade8, affine, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REPLICATE)
+        # Enlarge the band by the working scale; its first pixel starts at bx0 * sx in the frame
+        # (rounded: the layer is smooth and reaches past the outline, so half a pixel is harmless).
+        big = cv2.resize(blade8, None, fx=sx, fy=sy, interpolation=cv2.INTER_LINEAR)
+        ox, oy = x0 - int(round(bx0 * sx)), y0 - int(round(by0 * sy))
+        if big.shape[0] < oy + y1 - y0 or big.shape[1] < ox + x1 - x0:  # rounding fell short at an edge
+            big = cv2.copyMakeBorder(big, 0, max(oy + y1 - y0 - big.shape[0], 0), 0,
+                                     max(ox + x1 - x0 - big.shape[1], 0), cv2.BORDER_REPLICATE)
+        patch = big[oy:oy + (y1 - y0), ox:ox + (x1 - x0)]  # views: OpenCV writes into them in place
         draw_details(patch, geometry, (x0, y0), float(exposure) * 0.9, rng)
         alpha = np.zeros((y1 - y0, x1 - x0), np.uint8)
         local = np.round((outline - np.array([x0, y0])) * (1 << SHIFT)).astype(np.int32)
         cv2.fillPoly(alpha, [local.reshape(-1, 1, 2)], 255, cv2.LINE_AA, SHIFT)
         region = frame[y0:y1, x0:x1]
-        inside = alpha == 255
-        edge = np.nonzero((alpha > 0) & ~inside)
-        weight = alpha[edge].astype(np.float32)[:, None] / 255
-        mixed = region[edge] * (1 - weight) + patch[edge] * weight
-        cv2.copyTo(patch, inside.view(np.uint8), region)
-        region[edge] = np.round(mixed).astype(np.uint8)
-        mask[y0:y1, x0:x1] = alpha >= 128
-    _add_grain(frame, spec.grain, rng)
-    return frame, mask
+        edge = cv2.findNonZero(cv2.inRange(alpha, 1, 254))  # antialiased border pixels, (x, y)
+        if edge is not None:
+            edge = edge.reshape(-1, 2)
+            ex, ey = edge[:, 0], edge[:, 1]
+            weight = alpha[ey, ex].astype(np.float32)[:, None] / 255
+            mixed = np.round(region[ey, ex] * (1 - weight) + patch[ey, ex] * weight).astype(np.uint8)
+        cv2.copyTo(patch, cv2.compare(alpha, 255, cv2.CMP_EQ), region)
+        if edge is not None:
+            region[ey, ex] = mixed
+        cv2.threshold(alpha, 127, 1, cv2.THRESH_BINARY, dst=mask[y0:y1, x0:x1])
+    _add_grain(frame, spec.grain, np.random.default_rng([spec.seed, 6]))
+    return frame, mask.view(bool)
+
+
+@functools.lru_cache(maxsize=1)
+def _grain_tile() -> np.ndarray:
+    """Random bytes, 1021 x 1019 x 3 (primes: repeats never line up with image structure)."""
+    return np.frombuffer(np.random.default_rng(20240611).bytes(1021 * 1019 * 3), np.uint8).reshape(1021, 1019, 3)
 
 
 def _add_grain(frame: np.ndarray, level: float, rng: np.random.Generator) -> None:
-    """Luminance noise in place: difference of two small uniform integers (triangular).
+    """Sensor noise in place: per sample, the difference of two small uniform integers.
 
-    Random bytes and saturating 8-bit adds keep this cheap at 20 MP.
+    The integers are the low and high nibble of bytes from a fixed random tile, shifted by
+    a random offset per frame and added block by block with saturating 8-bit adds: cheap at
+    20 MP (no frame-sized temporaries).
     """
     if level <= 0:
         return
-    height, width = frame.shape[:2]
     bits = 1 if level < 1.0 else 2 if level < 2.5 else 3
-    raw = np.frombuffer(rng.bytes(height * width), np.uint8).reshape(height, width)
     low = np.uint8((1 << bits) - 1)
-    plus = cv2.cvtColor(raw & low, cv2.COLOR_GRAY2RGB)
-    minus = cv2.cvtColor((raw >> np.uint8(4)) & low, cv2.COLOR_GRAY2RGB)
-    cv2.add(frame, plus, dst=frame)
-    cv2.subtract(frame, minus, dst=frame)
+    tile = np.roll(_grain_tile(), (int(rng.integers(0, 1021)), int(rng.integers(0, 1019))), axis=(0, 1))
+    plus, minus = tile & low, (tile >> np.uint8(4)) & low
+    th, tw = tile.shape[:2]
+    height, width = frame.shape[:2]
+    for y in range(0, height, th):
+        for x in range(0, width, tw):
+            block = frame[y:y + th, x:x + tw]
+            h, w = block.shape[:2]
+            cv2.add(block, plus[:h, :w], dst=block)
+            cv2.subtract(block, minus[:h, :w], dst=block)

@@ -90,7 +90,8 @@ class _Job:
         return f"T{self.turbine:02d}/B{self.blade}/{self.surface}"
 
 
-def _timeline(seed: int, turbines: int, images_per_surface: int) -> list[tuple[int, int, str, int, datetime]]:
+def _timeline(seed: int, turbines: int, blades: int, surfaces: tuple[str, ...],
+              images_per_surface: int) -> list[tuple[int, int, str, int, datetime]]:
     """(turbine, blade, surface, index, capture time) in capture order."""
     rng = np.random.default_rng([seed, 8])
     time = datetime(2024, int(rng.integers(5, 10)), int(rng.integers(1, 29)), int(rng.integers(8, 15)),
@@ -100,12 +101,18 @@ def _timeline(seed: int, turbines: int, images_per_surface: int) -> list[tuple[i
         if turbine > 1:
             time += timedelta(minutes=float(rng.uniform(25, 50)))
         for blade in range(1, 4):
+            blade_gap = timedelta(seconds=float(rng.uniform(60, 180)))
+            if blade > blades:
+                continue
             if blade > 1:
-                time += timedelta(seconds=float(rng.uniform(60, 180)))
+                time += blade_gap
             for s, surface in enumerate(SURFACES):
-                if s > 0:
-                    time += timedelta(seconds=float(rng.uniform(20, 90)))
+                surface_gap = timedelta(seconds=float(rng.uniform(20, 90)))
                 interval = float(rng.uniform(2.0, 3.5))
+                if surface not in surfaces:
+                    continue
+                if shots and shots[-1][:2] == (turbine, blade):
+                    time += surface_gap
                 for index in range(1, images_per_surface + 1):
                     if index > 1:
                         time += timedelta(seconds=interval + float(rng.uniform(-0.3, 0.3)))
@@ -183,14 +190,22 @@ def generate_inspection(
     quality: int = 90,
     workers: int = 1,
     overwrite: bool = False,
+    blades: int = 3,
+    surfaces: tuple[str, ...] = SURFACES,
 ) -> Manifest:
-    """Render and write an inspection of ``turbines`` x 3 blades x 4 surfaces x ``images_per_surface``.
+    """Render and write an inspection of ``turbines`` x ``blades`` x ``surfaces`` x ``images_per_surface``.
 
     Returns the manifest, also written to ``out_dir/manifest.json``. ``workers`` > 1 renders
-    in that many processes (same bytes either way). Refuses a folder that already holds a
-    manifest unless ``overwrite``.
+    in that many processes (same bytes either way). A frame's pixels depend only on the seed
+    and its (turbine, blade, surface, index), not on which blades or surfaces are chosen.
+    Refuses a folder that already holds a manifest unless ``overwrite``.
     """
     check_size(size)
+    if not 1 <= blades <= 3:
+        raise InputError(f"blades must be between 1 and 3, got {blades}")
+    unknown = [s for s in surfaces if s not in SURFACES]
+    if unknown or not surfaces:
+        raise InputError(f"surfaces must be among {', '.join(SURFACES)}, got {', '.join(surfaces) or 'none'}")
     if not 1 <= turbines <= MAX_TURBINES:
         raise InputError(f"turbines must be between 1 and {MAX_TURBINES}, got {turbines}")
     if images_per_surface < 1:
@@ -210,7 +225,7 @@ def generate_inspection(
     jobs = [
         _Job(seed, turbine, blade, surface, index, images_per_surface, tuple(size), quality, number, stamp, str(out))
         for number, (turbine, blade, surface, index, stamp) in enumerate(
-            _timeline(seed, turbines, images_per_surface), start=1)
+            _timeline(seed, turbines, blades, tuple(surfaces), images_per_surface), start=1)
     ]
     # Tasks are runs of consecutive frames of one surface, so a worker reuses that surface's
     # cached terrain and blade textures.
@@ -223,15 +238,22 @@ def generate_inspection(
 
     records: list[FrameRecord] = []
     if workers == 1:
-        for number, task in enumerate(tasks, 1):
-            records.extend(_render_jobs(task))
-            log.debug("rendered task %d/%d", number, len(tasks))
+        # One OpenCV thread: on a shared machine extra threads wait for busy cores.
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            for number, task in enumerate(tasks, 1):
+                records.extend(_render_jobs(task))
+                log.debug("rendered task %d/%d", number, len(tasks))
+        finally:
+            cv2.setNumThreads(threads)
     else:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
             for result in pool.map(_render_jobs, tasks):
                 records.extend(result)
-    manifest = Manifest(seed, size[0], size[1], quality, turbines, images_per_surface, tuple(records))
+    manifest = Manifest(seed, size[0], size[1], quality, turbines, blades, tuple(surfaces), images_per_surface,
+                        tuple(records))
     manifest.write(out)
     log.info("wrote %d frames and their masks to %s", len(records), out)
     return manifest

@@ -4,7 +4,7 @@
 
     {"format": "edge-synth-manifest", "version": 1,
      "seed": 7, "width": 5472, "height": 3648, "quality": 90,
-     "turbines": 1, "images_per_surface": 30,
+     "turbines": 1, "blades": 3, "surfaces": ["PS", "SS", "LE", "TE"], "images_per_surface": 30,
      "frames": [{"image": "T01/B1/PS/IMG_0001.JPG", "mask": "masks/T01/B1/PS/IMG_0001.png",
                  "turbine": 1, "blade": 1, "surface": "PS", "index": 1,
                  "capture_time": "2024-06-12T09:41:07.250", "blade_fraction": 0.3121,
@@ -53,10 +53,12 @@ class Manifest:
     height: int
     quality: int
     turbines: int
+    blades: int
+    surfaces: tuple[str, ...]
     images_per_surface: int
     frames: tuple[FrameRecord, ...]
 
-    def surfaces(self) -> dict[tuple[int, int, str], list[FrameRecord]]:
+    def by_surface(self) -> dict[tuple[int, int, str], list[FrameRecord]]:
         """Frames grouped by (turbine, blade, surface), in capture order."""
         groups: dict[tuple[int, int, str], list[FrameRecord]] = defaultdict(list)
         for frame in self.frames:
@@ -95,6 +97,6 @@ class Manifest:
         try:
             frames = tuple(FrameRecord(**{k: v for k, v in frame.items() if k in names}) for frame in body["frames"])
             return cls(body["seed"], body["width"], body["height"], body["quality"], body["turbines"],
-                       body["images_per_surface"], frames)
+                       body["blades"], tuple(body["surfaces"]), body["images_per_surface"], frames)
         except (KeyError, TypeError) as error:
             raise InputError(f"manifest is missing or has a malformed key: {error}", str(path)) from error

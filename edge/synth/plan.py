@@ -165,22 +165,26 @@ def plan_frame_in_surface(plan: SurfacePlan, index: int, count: int, width: int,
     # frame extent along and across the blade axis
     along_px = abs(width * math.cos(a)) + abs(height * math.sin(a))
     across_px = abs(width * math.sin(a)) + abs(height * math.cos(a))
-    root_width = _visible_width(model, plan.surface, 0.75 * model.length_m)
-    scale = plan.scale_fraction * across_px / root_width * float(rng.uniform(0.93, 1.07))
-    half_view_m = along_px / 2 / scale
+    # The pass runs from near the root to the tip; the drone closes in a little towards the
+    # tip so the narrowing blade still fills a good part of the frame.
     progress = index / max(count - 1, 1)
-    start, end = 0.8 * model.length_m, 0.35 * half_view_m
-    d_center = start + (end - start) * progress + float(rng.normal(0, 0.1)) * half_view_m
-    d_center = float(np.clip(d_center, 0.0, model.length_m - half_view_m))
+    d_plan = model.length_m * 0.8 * (1.0 - progress)
+    fraction = plan.scale_fraction * (1.0 - 0.3 * progress) * float(rng.uniform(0.93, 1.07))
+    reference = max(d_plan, 2.5 * model.tip_chord_m)
+    scale = fraction * across_px / _visible_width(model, plan.surface, reference)
+    half_view_m = along_px / 2 / scale
+    # last frames: the tip about a third of the way from the centre to the frame's edge
+    d_center = max(d_plan, 0.35 * half_view_m) + float(rng.normal(0, 0.08)) * half_view_m
+    d_center = float(np.clip(d_center, 0.0, max(model.length_m - half_view_m, 0.0)))
     offset = float(rng.normal(0, 0.07)) * across_px
-    if kind == "far":
-        scale *= float(rng.uniform(0.1, 0.3))
+    if kind == "far":  # the drone backs off: a thin blade across part of the frame
+        d_center = float(rng.uniform(0.25, 0.6)) * model.length_m
+        width_px = float(rng.uniform(0.012, 0.05)) * across_px
+        scale = width_px / _visible_width(model, plan.surface, d_center)
         reach = math.hypot(width, height) / 2 / scale
-        d_center = float(rng.uniform(0.3, 0.7)) * model.length_m
-        d_center = min(d_center, model.length_m - reach)
-        if d_center < 0:  # too far to keep the root out of view: come closer
-            scale = math.hypot(width, height) / 2 / (0.6 * model.length_m)
-            d_center = 0.4 * model.length_m
+        if d_center + reach > model.length_m:  # keep the root (and hub) out of the frame
+            d_center = max(model.length_m - reach, 0.0)
+            scale = max(scale, math.hypot(width, height) / 2 / (model.length_m - d_center))
         offset = float(rng.uniform(-0.3, 0.3)) * across_px
     view = None
     if kind != "empty":
