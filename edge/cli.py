@@ -17,6 +17,8 @@ from edge.errors import EdgeError
 # Sub-command name -> module under edge.commands. The order is the order of `edge --help`.
 COMMANDS = {
     "synth": "synth",
+    "compress": "compress",
+    "decompress": "decompress",
     "train": "train",
     "eval": "eval",
     "segment": "segment",

@@ -27,6 +27,7 @@ from torch import nn
 # Lambdas of the training loss (rate + lambda * 255^2 * MSE) for each quality level, low to high.
 LAMBDAS = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483)
 SCALE_MIN = 0.11  # smallest Gaussian scale; below it a symbol costs (almost) nothing anyway
+LIKELIHOOD_MIN = 1e-9  # floor on likelihoods in training, so a far-out value costs 30 bits, not inf
 
 
 @dataclass(frozen=True)
@@ -220,16 +221,20 @@ class HyperpriorEASN(nn.Module):
     def forward(self, x: torch.Tensor, level: torch.Tensor):
         """x in [0, 1], level (B,) ints. Returns x_hat, likelihoods of y_g and z (float32)."""
         gain, inv_gain = self.gains(level)
-        y_g = self.g_a(x) * gain
-        z = self.h_a(y_g)
+        y_g = self.g_a(x).float() * gain
+        z = self.h_a(y_g).float()
         z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
-        scales = torch.exp(self.h_s(z_noisy).float())
-        y_noisy = y_g.float() + torch.empty_like(y_g, dtype=torch.float32).uniform_(-0.5, 0.5)
+        log_scales = self.h_s(z_noisy).float()
+        y_noisy = y_g + torch.empty_like(y_g).uniform_(-0.5, 0.5)
         # The synthesis sees rounded latents (straight-through), as it will at test time.
         y_round = y_g + (torch.round(y_g) - y_g).detach()
         x_hat = self.g_s(y_round * inv_gain)
+        # Rates in float32 even under bf16 autocast: the prior's matmuls would otherwise drop to bf16.
+        with torch.autocast(x.device.type, enabled=False):
+            y_likelihood = gaussian_likelihood(y_noisy, torch.exp(log_scales.clamp(max=8.0)))
+            z_likelihood = self.prior_z.likelihood(z_noisy)
         return {
             "x_hat": x_hat,
-            "y_likelihood": gaussian_likelihood(y_noisy, scales),
-            "z_likelihood": self.prior_z.likelihood(z_noisy.float()),
+            "y_likelihood": y_likelihood.clamp_min(LIKELIHOOD_MIN),
+            "z_likelihood": z_likelihood.clamp_min(LIKELIHOOD_MIN),
         }

@@ -1,0 +1,53 @@
+"""Shipped weights of the lossy coder: fp16 parameters plus the integer entropy tables.
+
+The tables are built here, once, from the fp16-rounded parameters (the ones every decoder
+loads), so encoder and decoder never compute a probability table themselves.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from edge.codec.lossy.coder import PATCH_SIZE, LossyCoder
+from edge.codec.lossy.model import HyperpriorEASN, LossyConfig
+from edge.codec.lossy.tables import EntropyTables, build_tables
+from edge.errors import ModelError
+
+FORMAT = "edge-lossy-weights-v1"
+
+
+def model_from_state(config: dict, state_dict: dict) -> HyperpriorEASN:
+    model = HyperpriorEASN(LossyConfig(**config))
+    model.load_state_dict({k: v.float() for k, v in state_dict.items()})
+    return model.eval()
+
+
+def export_weights(model: HyperpriorEASN, path: Path, extra: dict | None = None) -> str:
+    """Write fp16 weights + tables to ``path`` (atomically); returns the file's SHA-256."""
+    half = {k: v.detach().to(torch.float16) for k, v in model.state_dict().items()}
+    rounded = model_from_state(model.config.__dict__, half)
+    tables = build_tables(rounded.prior_z)
+    payload = {"format": FORMAT, "config": dict(model.config.__dict__), "state_dict": half,
+               "tables": tables.to_state(), "info": extra or {}}
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_coder(path: Path, model_name: str = "hp-easn") -> LossyCoder:
+    """The registry's loader: a ready LossyCoder from a weights file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError) as error:
+        raise ModelError(f"cannot load lossy weights {path}: {error}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelError(f"{path} is not a lossy weights file of format {FORMAT}")
+    model = model_from_state(payload["config"], payload["state_dict"])
+    tables = EntropyTables.from_state(payload["tables"])
+    return LossyCoder(model, tables, model_name, hashlib.sha256(data).hexdigest(), PATCH_SIZE)
