@@ -192,17 +192,25 @@ class SegmentationConfig(Section):
 
 
 class CodingConfig(Section):
-    """How each photo is coded."""
+    """How each photo is coded (edge.codec.photo.CodingSettings; unset values take the codec's defaults)."""
 
-    mode: str = Field("lossless-roi", pattern=r"^[a-z0-9-]+$",
-                      description="codec mode (lossless-roi, lossy, ...) or source-file to send the "
-                                  "original files")
-    bg_quality: int | None = Field(None, ge=0, description="background quality level; default the codec's")
-    blade_quality: int | None = Field(None, ge=0, description="blade quality level (lossy modes); default the codec's")
+    mode: str = Field("roi", pattern=r"^[a-z0-9-]+$",
+                      description="roi (blade and background apart), lossy, lossless, or source-file "
+                                  "to send the original files")
+    quality: int | None = Field(None, ge=0, description="lossy mode: quality level of the whole photo")
+    bg_quality: int | None = Field(None, ge=0, description="roi mode: quality level of the background")
+    blade: str | None = Field(None, pattern=r"^[a-z0-9-]+$",
+                              description="roi mode: blade coder (lossless, lossy, ...)")
+    blade_quality: int | None = Field(None, ge=0, description="roi mode with a lossy blade: its quality level")
     if_larger_than_source: Literal["send-source", "keep"] = Field(
         "send-source", description="when a bundle is larger than the photo: send the original file "
                                    "instead, or keep the bundle")
     workers: int = Field(1, ge=1, le=16, description="coding threads (the codec has its own pools)")
+
+    def codec_options(self) -> dict:
+        """The settings handed to the codec: the ones given in the file."""
+        return {name: getattr(self, name) for name in ("mode", "quality", "bg_quality", "blade", "blade_quality")
+                if getattr(self, name) is not None}
 
 
 class SpoolConfig(Section):

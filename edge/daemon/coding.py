@@ -16,7 +16,7 @@ import numpy as np
 from edge.codec.container import Bundle, encode_bundle
 from edge.codec.sourcefile import CODER as SOURCE_FILE, compress_source_file
 from edge.config import CodingConfig
-from edge.errors import ConfigError
+from edge.errors import ConfigError, EdgeError
 
 Coder = Callable[[Path, Any, "np.ndarray | None"], Any]
 
@@ -29,29 +29,34 @@ class CodedPhoto:
     sent_source: bool           # the bundle carries the original file
 
 
-def resolve_coder(config: CodingConfig, coder: Coder | None = None, settings: Any = None) -> tuple[Coder, Any]:
-    """The coder and settings to use: the injected ones, or those the config names."""
+def resolve_coder(config: CodingConfig, coder: Coder | None = None, settings: Any = None,
+                  coders: Any = None) -> tuple[Coder, Any]:
+    """The coder and settings to use: the injected ones, or those the config names.
+
+    ``coders`` (an ``edge.codec.photo.Coders``) may be given to use other models than the
+    registry's; by default they load on first use.
+    """
     if coder is not None:
         return coder, settings
     if config.mode == SOURCE_FILE:
         return compress_source_file, None
     try:
-        from edge.codec.photo import CodingSettings, compress_photo
+        from edge.codec import photo
     except ImportError as error:
         raise ConfigError(f"mode {config.mode!r} needs the codec (edge.codec.photo), which cannot be "
                           f"imported ({error}); use mode source-file or install the full package",
                           key_path="coding.mode") from None
     if settings is None:
-        options = {"mode": config.mode}
-        if config.bg_quality is not None:
-            options["bg_quality"] = config.bg_quality
-        if config.blade_quality is not None:
-            options["blade_quality"] = config.blade_quality
         try:
-            settings = CodingSettings(**options)
-        except (TypeError, ValueError) as error:
+            settings = photo.CodingSettings(**config.codec_options())
+        except (TypeError, ValueError, EdgeError) as error:
             raise ConfigError(f"the codec refuses these settings: {error}", key_path="coding") from None
-    return compress_photo, settings
+    loaded = coders if coders is not None else photo.Coders()
+
+    def compress(path: Path, settings: Any, mask: np.ndarray | None):
+        return photo.compress_photo(path, settings, loaded, mask)
+
+    return compress, settings
 
 
 def code_photo(path: Path, mask: np.ndarray | None, coder: Coder, settings: Any, config: CodingConfig,

@@ -277,11 +277,14 @@ class Coding(Stage):
         put(self.to_spool, (photo_id, coded), self.stop_event)
 
     def _code(self, source: Path, mask, fallback_for: str) -> CodedPhoto:
+        """Code the photo; if the codec fails (the photo decoded fine at intake, so it is not the
+        photo's fault: no mask, a model missing ...) send the file itself. Only when that fails
+        too is the photo unusable (InputError: quarantine)."""
         try:
             return code_photo(source, mask, self.coder, self.settings, self.config.coding, fallback_for)
-        except InputError:
-            raise
-        except Exception as error:      # a codec failure must not lose the photo: send the file itself
+        except Exception as error:
+            if fallback_for:
+                raise
             log.error("%s: coding failed (%s: %s); sending the source file instead", source.name,
                       type(error).__name__, error)
             return code_photo(source, mask, self.coder, self.settings, self.config.coding, send_source=True)

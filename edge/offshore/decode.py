@@ -1,12 +1,13 @@
 """Decode any bundle into pixels, dispatching on its region coders.
 
 ``source-file`` bundles (the original camera file) are decoded here; every other coder
-(lossy, Bit-swap, implicit ROI, jpeg-exact) goes through the codec's
-``edge.codec.photo.decompress_bundle``, the same function ``edge decompress`` uses.
+(lossy, Bit-swap, ROI, jpeg-exact) goes through the codec's ``edge.codec.photo.decompress_bundle``,
+the same function ``edge decompress`` uses.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -23,16 +24,24 @@ class DecodedImage:
     source_file: bytes | None       # the camera's original file, when the bundle carries it
 
 
-def decode_photo(bundle: Bundle, name: str = "") -> DecodedImage:
-    """Pixels, mask and report of a bundle; raises BundleError/CodingError when it cannot be trusted."""
-    if is_source_file_bundle(bundle):
-        decoded = decompress_source_file(bundle, name)
-        return DecodedImage(decoded.image, decoded.mask, decoded.report, decoded.file_bytes)
-    try:
-        from edge.codec.photo import decompress_bundle
-    except ImportError as error:
-        coders = sorted({region.coded.coder for region in bundle.regions})
-        raise CodingError(f"{name or 'bundle'}: this installation cannot decode coders {coders} "
-                          f"({error}); install the full edge package") from None
-    decoded = decompress_bundle(bundle)
-    return DecodedImage(decoded.image, decoded.mask, dict(decoded.report), None)
+class PhotoDecoder:
+    """``decoder(bundle, name) -> DecodedImage``; raises BundleError/CodingError/ModelError when the
+    bundle cannot be trusted. The codec's models (``coders``) load on first use unless given."""
+
+    def __init__(self, coders: Any = None):
+        self.coders = coders
+
+    def __call__(self, bundle: Bundle, name: str = "") -> DecodedImage:
+        if is_source_file_bundle(bundle):
+            decoded = decompress_source_file(bundle, name)
+            return DecodedImage(decoded.image, decoded.mask, decoded.report, decoded.file_bytes)
+        try:
+            from edge.codec import photo
+        except ImportError as error:
+            coders = sorted({region.coded.coder for region in bundle.regions})
+            raise CodingError(f"{name or 'bundle'}: this installation cannot decode coders {coders} "
+                              f"({error}); install the full edge package") from None
+        if self.coders is None:
+            self.coders = photo.Coders()
+        decoded = photo.decompress_bundle(bundle, self.coders)
+        return DecodedImage(decoded.image, decoded.mask, dict(decoded.report), None)

@@ -26,7 +26,7 @@ from edge.config import OffshoreConfig
 from edge.daemon.health import Notifier, install_stop_signals, restore_signals
 from edge.daemon.mqtt import Ack, ChunkFormatError, MqttLink, Received, Topics, parse_chunk
 from edge.errors import EdgeError
-from edge.offshore.decode import DecodedImage, decode_photo
+from edge.offshore.decode import DecodedImage, PhotoDecoder
 from edge.offshore.output import OutputFolder
 from edge.offshore.reassembly import ChunkStore
 
@@ -37,11 +37,11 @@ SWEEP_INTERVAL_S = 600.0
 
 
 class Subscriber:
-    """``start()``, ``stop()``; ``decode`` may be injected (default: :func:`decode_photo`)."""
+    """``start()``, ``stop()``; ``decode`` may be injected (default: a :class:`PhotoDecoder`)."""
 
-    def __init__(self, config: OffshoreConfig, decode: Callable[..., DecodedImage] = decode_photo):
+    def __init__(self, config: OffshoreConfig, decode: Callable[..., DecodedImage] | None = None):
         self.config = config
-        self.decode = decode
+        self.decode = decode or PhotoDecoder()
         self.topics = Topics(config.mqtt.topic_root)
         self.store = ChunkStore(config.output.folder)
         self.output = OutputFolder(config.output)
@@ -53,6 +53,7 @@ class Subscriber:
                              subscriptions=[self.topics.chunk_subscription(config.subscribe.devices,
                                                                            config.subscribe.group)],
                              deliver=self._on_message)
+        self.chunks_received = 0
         self.written = 0
         self.refused = 0
 
@@ -93,6 +94,7 @@ class Subscriber:
             return
         if device is None:
             return
+        self.chunks_received += 1
         if self.store.is_done(chunk.bundle_id):
             self._reack(device, chunk.bundle_id)
             return
@@ -193,7 +195,7 @@ class Subscriber:
         self._answer(device, Ack(bundle_id, False, str(error), section, self.config.mqtt.client_id))
 
 
-def run_subscriber(config: OffshoreConfig, decode: Callable[..., DecodedImage] = decode_photo,
+def run_subscriber(config: OffshoreConfig, decode: Callable[..., DecodedImage] | None = None,
                    notifier: Notifier | None = None, tick_s: float = 1.0) -> int:
     """Run until SIGTERM/SIGINT; systemd READY/WATCHDOG/STOPPING like the edge daemon."""
     notifier = notifier or Notifier()

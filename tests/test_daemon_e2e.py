@@ -1,0 +1,231 @@
+"""The edge daemon and the offshore subscriber against a real Mosquitto: photos dropped into the
+watched folder arrive decoded offshore, exactly once, through broker crashes, bad files,
+an absent subscriber, a full spool and damaged chunks."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import paho.mqtt.client as paho
+import pytest
+from PIL import Image
+
+from daemon_helpers import (FLIGHT_START, arrivals, decoded_source, edge_config, offshore_config,
+                            photo_pixels, wait_for, write_mask, write_photo)
+from edge.daemon.journal import Journal
+from edge.daemon.mqtt import Topics
+from edge.daemon.pipeline import EdgeDaemon
+from edge.offshore.subscriber import Subscriber
+
+pytestmark = pytest.mark.broker
+
+
+class Running:
+    """Start things, and stop them in reverse order whatever happens."""
+
+    def __init__(self):
+        self.items = []
+
+    def __call__(self, thing):
+        thing.start()
+        self.items.append(thing)
+        return thing
+
+    def stop(self, thing) -> None:
+        if thing in self.items:
+            self.items.remove(thing)
+            thing.stop()
+
+    def stop_all(self) -> None:
+        while self.items:
+            self.items.pop().stop()
+
+
+@pytest.fixture
+def running():
+    started = Running()
+    try:
+        yield started
+    finally:
+        started.stop_all()
+
+
+def retained(port: int, topic: str, timeout: float = 5.0) -> bytes | None:
+    """The retained message on a topic (None if there is none)."""
+    got = {}
+    done = threading.Event()
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+    client.on_message = lambda c, u, m: (got.setdefault("payload", bytes(m.payload)), done.set())
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    done.wait(timeout)
+    client.disconnect()
+    client.loop_stop()
+    return got.get("payload")
+
+
+def journal_states(config) -> dict:
+    journal = Journal(config.journal_path)
+    try:
+        return {Path(record.path).name: record for record in journal.all()}
+    finally:
+        journal.close()
+
+
+# ---------------------------------------------------------------------------- the main path
+
+def test_twenty_photos_arrive_decoded_exactly_once(tmp_path, broker, running):
+    """20 photos over two surfaces (a capture-time gap) arrive bit-exact, with metadata and masks."""
+    edge = edge_config(tmp_path, broker.port, segmentation={"mode": "mask-files"})
+    offshore = offshore_config(tmp_path, broker.port)
+    subscriber = running(Subscriber(offshore))
+    daemon = running(EdgeDaemon(edge))
+    card = edge.watch.folders[0]
+    photos = []
+    for index in range(20):
+        if index % 2 == 0:
+            write_mask(card, index)                     # masks for half the photos
+        gap = 120 if index >= 10 else 0                 # a second surface after a 2-minute gap
+        photos.append(write_photo(card, index, FLIGHT_START + timedelta(seconds=2 * index + gap)))
+        time.sleep(0.02)
+
+    wait_for(lambda: len(arrivals(offshore.output.folder)) >= 20, 60, "20 photos to arrive")
+    wait_for(lambda: daemon.journal.counts().get("acknowledged") == 20, 20, "20 acknowledgements")
+    topics = Topics(edge.mqtt.topic_root)
+    status = json.loads(retained(broker.port, topics.status(edge.device)))
+    assert retained(broker.port, topics.availability(edge.device)) == b"online"
+    running.stop(daemon)
+    assert retained(broker.port, topics.availability(edge.device)) == b"stopped"
+
+    records = arrivals(offshore.output.folder)
+    assert len(records) == 20 and len({r["sha256"] for r in records}) == 20
+    for record in records:
+        source = card / record["source"]
+        image_path = offshore.output.folder / record["image"]
+        assert np.array_equal(decoded_source(image_path), decoded_source(source))   # exact pixels
+        with Image.open(image_path) as image:                                       # metadata restored
+            assert image.getexif().get_ifd(0x8769).get(0x9003)
+        stem = image_path.name[:-len(".png")]
+        sidecar = json.loads((image_path.parent / f"{stem}.json").read_text())
+        assert sidecar["source"]["sha256"] == record["sha256"] and sidecar["device"] == edge.device
+        assert (image_path.parent / f"{stem}.source.jpg").read_bytes() == source.read_bytes()
+        mask = np.asarray(Image.open(image_path.parent / f"{stem}.mask.png")) > 127
+        index = int(record["source"][4:8])
+        if index % 2 == 0:
+            truth = photo_pixels(index)[1]
+            assert mask[truth].all() and mask.any()       # blade cells cover the blade
+        else:
+            assert not mask.any()
+    surfaces = {r.surface for r in journal_states(edge).values()}
+    assert len(surfaces) >= 2                             # the gap split the flight
+    assert status["device"] == edge.device and "photos" in status and "queues" in status
+    assert not any(edge.spool.folder.joinpath("bundles").iterdir())   # acknowledged bundles deleted
+
+
+def test_bad_files_are_quarantined_and_the_rest_arrive(tmp_path, broker, running):
+    edge = edge_config(tmp_path, broker.port)
+    offshore = offshore_config(tmp_path, broker.port)
+    running(Subscriber(offshore))
+    daemon = running(EdgeDaemon(edge))
+    card = edge.watch.folders[0]
+    good = [write_photo(card, index) for index in range(3)]
+    whole = (card / "DJI_0000.JPG").read_bytes()
+    (card / "DJI_0100.JPG").write_bytes(whole[: len(whole) // 2])     # truncated JPEG
+    (card / "DJI_0101.JPG").write_bytes(b"flight log, not a photo\n" * 50)
+
+    wait_for(lambda: len(arrivals(offshore.output.folder)) >= 3, 30, "the good photos to arrive")
+    wait_for(lambda: daemon.journal.counts().get("failed") == 2, 10, "two quarantined files")
+    states = {Path(r.path).name: r for r in daemon.journal.all()}
+    assert "truncated" in states["DJI_0100.JPG"].reason
+    assert "cannot identify image" in states["DJI_0101.JPG"].reason
+    quarantine = edge.quarantine_folder
+    reasons = sorted(p.read_text() for p in quarantine.glob("*.reason.txt"))
+    assert len(reasons) == 2 and any("DJI_0100.JPG" in r and "truncated" in r for r in reasons)
+    assert sorted(r["source"] for r in arrivals(offshore.output.folder)) == [p.name for p in good]
+
+
+# ---------------------------------------------------------------------------- outages
+
+def test_broker_killed_mid_transfer_and_restarted(tmp_path, broker, running):
+    """SIGKILL the broker while bundles are on their way: after its restart every photo
+    arrives, none twice."""
+    edge = edge_config(tmp_path, broker.port, publish={"rate_limit_bytes_per_s": "120KB", "ack_timeout_s": 3})
+    offshore = offshore_config(tmp_path, broker.port)
+    running(Subscriber(offshore))
+    daemon = running(EdgeDaemon(edge))
+    card = edge.watch.folders[0]
+    for index in range(10):
+        write_photo(card, index)
+    wait_for(lambda: len(arrivals(offshore.output.folder)) >= 2, 30, "the first photos to arrive")
+    broker.kill()
+    time.sleep(1.5)
+    assert len(arrivals(offshore.output.folder)) < 10, "the transfer finished before the crash"
+    broker.start()
+    wait_for(lambda: daemon.journal.counts().get("acknowledged") == 10, 60, "every photo acknowledged")
+    records = arrivals(offshore.output.folder)
+    assert sorted(r["source"] for r in records) == [f"DJI_{i:04d}.JPG" for i in range(10)]
+
+
+def test_subscriber_offline_during_the_flight_gets_everything(tmp_path, broker, running):
+    edge = edge_config(tmp_path, broker.port, publish={"ack_timeout_s": 600})
+    offshore = offshore_config(tmp_path, broker.port)
+    subscriber = running(Subscriber(offshore))
+    subscriber.link.wait_connected(5)
+    time.sleep(0.3)                                     # subscription registered at the broker
+    running.stop(subscriber)                            # away: its persistent session queues for it
+    daemon = running(EdgeDaemon(edge))
+    card = edge.watch.folders[0]
+    for index in range(8):
+        write_photo(card, index)
+    wait_for(lambda: daemon.journal.counts().get("published") == 8, 30, "every bundle published")
+    assert arrivals(offshore.output.folder) == []
+    running(Subscriber(offshore))                       # back: no re-send needed (ack timeout 600 s)
+    wait_for(lambda: daemon.journal.counts().get("acknowledged") == 8, 30, "every photo acknowledged")
+    assert len(arrivals(offshore.output.folder)) == 8
+
+
+def test_bundles_are_sent_again_when_nobody_listened(tmp_path, broker, running):
+    """No subscriber ever connected: the broker drops the chunks; after the ack timeout the edge
+    sends them again and they arrive."""
+    edge = edge_config(tmp_path, broker.port, publish={"ack_timeout_s": 1})
+    offshore = offshore_config(tmp_path, broker.port)
+    daemon = running(EdgeDaemon(edge))
+    for index in range(3):
+        write_photo(edge.watch.folders[0], index)
+    wait_for(lambda: daemon.journal.counts().get("published") == 3, 20, "bundles published to nobody")
+    running(Subscriber(offshore))
+    wait_for(lambda: daemon.journal.counts().get("acknowledged") == 3, 30, "every photo acknowledged")
+    assert all(record.attempts >= 2 for record in daemon.journal.all())
+
+
+def test_full_spool_waits_with_a_warning_and_drops_nothing(tmp_path, broker, running, caplog):
+    caplog.set_level(logging.WARNING, logger="edge.daemon.spool")
+    edge = edge_config(tmp_path, broker.port, spool={"max_bytes": "100KB"})
+    offshore = offshore_config(tmp_path, broker.port)
+    daemon = running(EdgeDaemon(edge))
+    for index in range(6):
+        write_photo(edge.watch.folders[0], index)
+    wait_for(lambda: "spool" in caplog.text and "is full" in caplog.text, 20, "the spool-full warning")
+    assert daemon.spool.used_bytes <= 100_000
+    running(Subscriber(offshore))
+    wait_for(lambda: len(arrivals(offshore.output.folder)) == 6, 40, "every photo to arrive")
+    assert caplog.text.count("is full") == 1 or "has room again" in caplog.text
+
+
+def test_two_subscribers_share_the_load_and_write_each_photo_once(tmp_path, broker, running):
+    edge = edge_config(tmp_path, broker.port, publish={"chunk_bytes": "8KiB"})
+    first = running(Subscriber(offshore_config(tmp_path, broker.port, client_id="decoder-a")))
+    second = running(Subscriber(offshore_config(tmp_path, broker.port, client_id="decoder-b")))
+    daemon = running(EdgeDaemon(edge))
+    for index in range(10):
+        write_photo(edge.watch.folders[0], index)
+    wait_for(lambda: daemon.journal.counts().get("acknowledged") == 10, 40, "every photo acknowledged")
+    records = arrivals(first.config.output.folder)
+    assert sorted(r["source"] for r in records) == [f"DJI_{i:04d}.JPG" for i in range(10)]
+    assert first.chunks_received > 0 and second.chunks_received > 0      # the chunks were split between them
