@@ -13,17 +13,15 @@ decoding the file (with Pillow), so a damaged file is refused, never shown.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from edge.codec.container import Bundle, BundleRegion
 from edge.codec.contract import CodedRegion
+from edge.codec.imageio import decode_image_bytes
 from edge.codec.maskcode import encode_mask
 from edge.codec.metadata import source_metadata_from_bytes
 from edge.codec.patches import PatchGrid, blade_cells, cells_to_mask
@@ -52,17 +50,6 @@ class DecodedSource:
     file_bytes: bytes               # the camera's original file
 
 
-def read_pixels(data: bytes, where: str) -> np.ndarray:
-    """Fully decode an image file to uint8 RGB; a truncated or unreadable file is an :class:`InputError`."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()             # decodes everything: a truncated JPEG fails here, not later
-            return np.asarray(image.convert("RGB"))
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        detail = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-f]+>", "", str(error))
-        raise InputError(f"not a complete image ({detail})", path=where) from None
-
-
 def compress_source_file(path: str | os.PathLike, settings=None, mask: np.ndarray | None = None,
                          fallback_for: str = "") -> SourceFileResult:
     """Bundle the photo file as it is. ``settings`` is ignored (same call shape as the codec);
@@ -79,7 +66,7 @@ def compress_source_bytes(data: bytes, filename: str, mask: np.ndarray | None = 
                           fallback_for: str = "", where: str = "") -> SourceFileResult:
     where = where or filename
     source = source_metadata_from_bytes(data, filename, where)
-    pixels = read_pixels(data, where)
+    pixels = decode_image_bytes(data, where)
     height, width = pixels.shape[:2]
     grid = PatchGrid(height, width, PATCH_SIZE)
     if mask is None:
@@ -121,7 +108,7 @@ def decompress_source_file(bundle: Bundle, name: str = "") -> DecodedSource:
         raise BundleError("the embedded file differs from the source file (size or SHA-256 mismatch)",
                           section=section, bundle=name)
     try:
-        pixels = read_pixels(data, name or bundle.source.filename)
+        pixels = decode_image_bytes(data, name or bundle.source.filename)
     except InputError as error:
         raise BundleError(f"the embedded file does not decode: {error}", section=section, bundle=name) from None
     if pixels.shape[:2] != (bundle.height, bundle.width):

@@ -261,6 +261,7 @@ class MqttLink:
             while not info.is_published() and time.monotonic() < deadline and self._connected.is_set():
                 time.sleep(0.02)
         self._stopping = True
+        self._client.disable_logger()        # paho logs its loop meeting the closed socket as an error
         self._client.disconnect()
         self._client.loop_stop()
         self._connected.clear()

@@ -33,13 +33,18 @@ log = logging.getLogger(__name__)
 
 
 class EdgeDaemon:
-    """``start()`` and ``stop()`` the whole edge side; the codec and segmenter can be injected."""
+    """``start()`` and ``stop()`` the whole edge side.
+
+    The codec can be injected: a ``coder(path, settings, mask)`` function with its ``settings``,
+    or the codec's loaded models (``coders``, an ``edge.codec.photo.Coders``); so can the
+    ``segmenter``. By default they come from the config.
+    """
 
     def __init__(self, config: EdgeConfig, coder: Coder | None = None, settings: Any = None,
-                 segmenter: Segmenter | None = None):
+                 segmenter: Segmenter | None = None, coders: Any = None):
         self.config = config
         self.stop_event = threading.Event()
-        self.coder, self.settings = resolve_coder(config.coding, coder, settings)
+        self.coder, self.settings = resolve_coder(config.coding, coder, settings, coders)
         self.segmenter = segmenter or make_segmenter(config.segmentation)
         # The queues between stages. Items are paths and photo ids, except the two bundles
         # that may wait for the spooler.
@@ -171,7 +176,7 @@ class EdgeDaemon:
 
 
 def run_daemon(config: EdgeConfig, coder: Coder | None = None, settings: Any = None,
-               segmenter: Segmenter | None = None, notifier: Notifier | None = None,
+               segmenter: Segmenter | None = None, coders: Any = None, notifier: Notifier | None = None,
                tick_s: float = 1.0) -> int:
     """Run until SIGTERM/SIGINT (0) or until a stage dies (1, so systemd restarts us).
 
@@ -179,7 +184,7 @@ def run_daemon(config: EdgeConfig, coder: Coder | None = None, settings: Any = N
     is alive, and says STOPPING=1 before the reverse-order shutdown.
     """
     notifier = notifier or Notifier()
-    daemon = EdgeDaemon(config, coder, settings, segmenter)
+    daemon = EdgeDaemon(config, coder, settings, segmenter, coders)
     handlers = install_stop_signals(daemon.request_stop)
     exit_code = 0
     try:

@@ -286,7 +286,7 @@ class Publisher:
             self.recode(self.journal.get(record.id))
 
     def _settled(self, record: PhotoRecord, ack: Ack) -> None:
-        self.journal.set_state(record.id, "acknowledged", reason="")
+        self.journal.set_state(record.id, "acknowledged")     # the reason of an earlier refusal stays
         self._forget(record.bundle_id)
         for bundle_id in {record.bundle_id, ack.bundle_id} - {None}:
             self.spool.delete_bundle(bundle_id)

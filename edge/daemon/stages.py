@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from edge.codec.imageio import decode_image_bytes
 from edge.codec.metadata import source_metadata_from_bytes
-from edge.codec.sourcefile import read_pixels
 from edge.config import EdgeConfig
 from edge.daemon.coding import Coder, CodedPhoto, code_photo
 from edge.daemon.grouping import GroupMember, SurfaceGrouper, capture_time_from_exif
@@ -139,7 +139,7 @@ class Intake(Stage):
             return
         folder_key = _relative_folder(path, found.folder)
         try:
-            read_pixels(data, str(path))                  # decodes it all: a truncated file fails here
+            decode_image_bytes(data, str(path))                  # decodes it all: a truncated file fails here
             metadata = source_metadata_from_bytes(data, path.name, str(path))
         except InputError as error:
             target = quarantine_file(path, self.config.quarantine_folder, str(error), sha256)
