@@ -82,8 +82,17 @@ def _clouds(texture_seed: int, width: int) -> ground.TextureLevels:
     return ground.build_levels(channels, colorize, rng, 512, 8.0 * 1024 / max(width, 256), 4)
 
 
-def render_background(scene: Scene, lighting: Lighting, width: int, height: int) -> np.ndarray:
-    """The background at ``width`` x ``height`` (working resolution), float32 RGB in about [0, 1.3]."""
+DETAIL_BY_KIND = {"sea": 0.45, "pasture": 1.0, "farmland": 1.0}
+
+
+def render_background(scene: Scene, lighting: Lighting, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """The background at ``width`` x ``height`` (working resolution).
+
+    Returns float32 RGB in about [0, 1.3] and, per row, how much texture finer than a
+    working pixel the ground would show (0 for sky and haze, 1 for sharp nearby ground;
+    0 everywhere when the background is out of focus). The frame adds that detail at full
+    resolution.
+    """
     camera = scene.camera(width, height)
     rays = cast_rays(camera)
     zenith, horizon = lighting.sky_colors()
@@ -101,6 +110,7 @@ def render_background(scene: Scene, lighting: Lighting, width: int, height: int)
         return density, values[..., 1]
 
     out = np.zeros((height, width, 3), np.float32)
+    detail = np.zeros(height, np.float32)
     # Work on bands of rows: the sky on top, the ground below (the camera rolls only a little).
     sky_band = _band(rays.dir_y < 2.0 / camera.focal_px)
     ground_band = _band(rays.dir_y > -1.0 / camera.focal_px)
@@ -149,12 +159,14 @@ def render_background(scene: Scene, lighting: Lighting, width: int, height: int)
         # antialiased horizon over about one pixel
         weight = np.clip(r.dir_y * np.float32(camera.focal_px) + 0.5, 0, 1)[..., None]
         out[ground_band] = out[ground_band] + (floor - out[ground_band]) * weight
+        if scene.defocus == 0:
+            detail[ground_band] = (weight[..., 0] * (1 - fog)).mean(axis=1) * DETAIL_BY_KIND[scene.kind]
 
     if scene.defocus > 0:
         sigma = scene.defocus * width
         if sigma >= 0.3:
             out = cv2.GaussianBlur(out, (0, 0), sigma)
-    return out
+    return out, detail
 
 
 def _band(rows_mask: np.ndarray) -> slice | None:

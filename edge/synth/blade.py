@@ -76,9 +76,9 @@ class BladeView:
 
 
 def _rounding(d: np.ndarray, radius: float) -> np.ndarray:
-    """1 along the blade, falling to 0 at the tip like a quarter ellipse."""
-    x = np.clip(1.0 - d / max(radius, 1e-6), 0, 1)
-    return np.sqrt(np.clip(1.0 - x * x, 0, 1))
+    """1 along the blade, falling to 0 at the tip: between a quarter ellipse and a point."""
+    x = np.clip(d / max(radius, 1e-6), 0, 1)
+    return (x * (2.0 - x)) ** 0.7
 
 
 def half_widths(model: BladeModel, surface: str, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -86,10 +86,11 @@ def half_widths(model: BladeModel, surface: str, d: np.ndarray) -> tuple[np.ndar
     d = np.maximum(d, 0.0)
     if surface in ("PS", "SS"):
         chord = model.chord(d)
-        leading = 0.3 * chord * _rounding(d, 0.7 * model.tip_chord_m)
-        trailing = 0.7 * chord * _rounding(d, 1.5 * model.tip_chord_m)
+        leading = 0.3 * chord * _rounding(d, 1.2 * model.tip_chord_m)
+        trailing = 0.7 * chord * _rounding(d, 2.2 * model.tip_chord_m)
         return leading, trailing  # the caller swaps them by le_side
-    half = 0.5 * model.thickness(d) * _rounding(d, 0.6 * model.tip_chord_m)
+    # seen from the front or back edge, the drone also sees the first part of both sides
+    half = 0.5 * (model.thickness(d) + 0.22 * model.chord(d)) * _rounding(d, 0.8 * model.tip_chord_m)
     return half, half
 
 
@@ -241,7 +242,7 @@ def skin(model: BladeModel, surface: str) -> np.ndarray:
     dirt = np.clip(0.25 * dirt_noise + 0.5 * near_le * outer + model.dirt - 0.55, 0, 1) * model.dirt
     erosion_noise = fractal_noise(shape, 12, rng, octaves=4, aspect=2.0)
     severity = model.wear * outer
-    stripped = smoothstep(2.2 - 1.6 * severity, 2.6 - 1.6 * severity, erosion_noise + 1.2 * near_le) * near_le
+    stripped = smoothstep(3.3 - 2.8 * severity, 3.7 - 2.8 * severity, erosion_noise + 1.2 * near_le) * near_le
     tone = fractal_noise(shape, 60, rng, octaves=3, aspect=6.0)
     streaks = fractal_noise(shape, 30, rng, octaves=3, aspect=0.08)  # run across the chord
     return np.dstack([dirt, stripped, tone, streaks]).astype(np.float32)
@@ -320,7 +321,8 @@ def shade(geometry: BladeGeometry, lut: np.ndarray, work_width: int, work_height
     paint = paint * (1.0 + 0.012 * tone + 0.008 * detail)[..., None]
     grime = np.clip(dirt * (0.85 + 0.2 * streaks) + 0.1 * np.clip(detail, 0, None) * dirt, 0, 1)
     paint = paint + (np.array([0.42, 0.38, 0.32], np.float32) - paint) * (0.45 * grime)[..., None]
-    worn = np.clip(stripped * (0.7 + 0.3 * detail), 0, 1)[..., None]
+    # paint comes off in flakes with sharp borders
+    worn = smoothstep(0.3, 0.45, stripped + 0.18 * detail * np.minimum(stripped * 3, 1))[..., None]
     exposed = LAMINATE + (FILLER - LAMINATE) * np.clip(0.5 + 0.5 * detail, 0, 1)[..., None]
     paint = paint + (exposed - paint) * worn
     return (paint * light).astype(np.float32)

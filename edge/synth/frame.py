@@ -68,7 +68,7 @@ def render(spec: FrameSpec) -> tuple[np.ndarray, np.ndarray]:
     ww, wh = work_size(width, height)
     sx, sy = width / ww, height / wh
     rng = np.random.default_rng([spec.seed, 5])  # blade details; the grain has its own stream
-    background = render_background(spec.scene, spec.lighting, ww, wh)
+    background, detail_rows = render_background(spec.scene, spec.lighting, ww, wh)
 
     geometry = outline = None
     if spec.view is not None and spec.blade is not None:
@@ -112,6 +112,8 @@ def render(spec: FrameSpec) -> tuple[np.ndarray, np.ndarray]:
 
     frame = cv2.resize(_to_uint8(background * (falloff * exposure)[..., None]), (width, height),
                        interpolation=cv2.INTER_LINEAR)
+    if width > ww:  # enlarged: put back texture finer than a working pixel (grass, soil, ripples)
+        _add_detail(frame, detail_rows * float(min(exposure, 1.5)), np.random.default_rng([spec.seed, 7]))
     mask = np.zeros((height, width), np.uint8)
     if blade_work is not None:
         bx0, by0, bx1, by1 = band
@@ -142,6 +144,56 @@ def render(spec: FrameSpec) -> tuple[np.ndarray, np.ndarray]:
         cv2.threshold(alpha, 127, 1, cv2.THRESH_BINARY, dst=mask[y0:y1, x0:x1])
     _add_grain(frame, spec.grain, np.random.default_rng([spec.seed, 6]))
     return frame, mask.view(bool)
+
+
+DETAIL_LEVELS = 4
+DETAIL_STRENGTH = 11.0  # 8-bit levels at full detail (standard deviation)
+DETAIL_STRIP = 48  # rows sharing one detail level
+
+
+@functools.lru_cache(maxsize=1)
+def _detail_tiles() -> tuple[list[tuple[np.ndarray, np.ndarray]], ...]:
+    """Two seamless blotchy noise tiles of prime sizes (their sum never visibly repeats), each
+    as (plus, minus) 8-bit pairs for DETAIL_LEVELS amplitudes. Luminance only."""
+    rng = np.random.default_rng(20240612)
+    tiles = []
+    for (h, w), sigma, share in (((1021, 1019), 0.9, 0.75), ((613, 617), 2.2, 0.6)):
+        pad = int(4 * sigma) + 1
+        wrapped = np.pad(rng.standard_normal((h, w)).astype(np.float32), pad, mode="wrap")
+        noise = cv2.GaussianBlur(wrapped, (0, 0), sigma)[pad:pad + h, pad:pad + w]
+        noise *= np.float32(share / noise.std())
+        pairs = []
+        for level in range(1, DETAIL_LEVELS + 1):
+            v = noise * np.float32(DETAIL_STRENGTH * level / DETAIL_LEVELS)
+            plus = cv2.cvtColor(np.clip(v, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2RGB)
+            minus = cv2.cvtColor(np.clip(-v, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2RGB)
+            pairs.append((plus, minus))
+        tiles.append(pairs)
+    return tuple(tiles)
+
+
+def _add_detail(frame: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> None:
+    """Add blotchy texture in place, strip by strip, with the amplitude given per working row."""
+    height, width = frame.shape[:2]
+    for pairs in _detail_tiles():
+        th, tw = pairs[0][0].shape[:2]
+        oy, ox = int(rng.integers(0, th)), int(rng.integers(0, tw))
+        y = 0
+        while y < height:
+            ty = (y + oy) % th
+            h = min(DETAIL_STRIP - y % DETAIL_STRIP, height - y, th - ty)
+            amplitude = float(rows[min(int(y * len(rows) / height), len(rows) - 1)])
+            level = min(int(round(amplitude * DETAIL_LEVELS)), DETAIL_LEVELS)
+            if level > 0:
+                plus, minus = pairs[level - 1]
+                x, tx = 0, ox
+                while x < width:  # pieces that stay inside the tile
+                    w = min(width - x, tw - tx)
+                    block = frame[y:y + h, x:x + w]
+                    cv2.add(block, plus[ty:ty + h, tx:tx + w], dst=block)
+                    cv2.subtract(block, minus[ty:ty + h, tx:tx + w], dst=block)
+                    x, tx = x + w, 0
+            y += h
 
 
 @functools.lru_cache(maxsize=1)

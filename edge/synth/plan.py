@@ -72,7 +72,7 @@ def plan_turbine(seed: int, index: int) -> TurbinePlan:
         BladeModel(
             length_m=length,
             max_chord_m=length * float(rng.uniform(0.062, 0.075)),
-            tip_chord_m=float(rng.uniform(0.5, 0.9)),
+            tip_chord_m=float(rng.uniform(0.4, 0.7)),
             paint=paint,
             tip_marking=marking,
             seed=int(rng.integers(0, 2**31)),
@@ -172,6 +172,7 @@ def plan_frame_in_surface(plan: SurfacePlan, index: int, count: int, width: int,
     fraction = plan.scale_fraction * (1.0 - 0.3 * progress) * float(rng.uniform(0.93, 1.07))
     reference = max(d_plan, 2.5 * model.tip_chord_m)
     scale = fraction * across_px / _visible_width(model, plan.surface, reference)
+    scale = min(scale, 0.6 * max(width, height))  # the frame spans at least 1.7 m: a zoom lens's limit
     half_view_m = along_px / 2 / scale
     # last frames: the tip about a third of the way from the centre to the frame's edge
     d_center = max(d_plan, 0.35 * half_view_m) + float(rng.normal(0, 0.08)) * half_view_m
