@@ -200,7 +200,7 @@ def _shade_sea(values: np.ndarray, rays, lighting: Lighting, cos_y, sin_y, zenit
     to_sun = lighting.to_sun()
     cos_glint = np.clip(rx * to_sun[0] + ry * to_sun[1] + rz * to_sun[2], 0, 1)
     # c**n is about exp(-n (1 - c)) near c = 1
-    glint = lighting.sun_strength * (4.0 * np.exp((cos_glint - 1) * 600) + 0.15 * np.exp((cos_glint - 1) * 40))
+    glint = lighting.sun_strength * (0.7 * np.exp((cos_glint - 1) * 300) + 0.25 * np.exp((cos_glint - 1) * 30))
     water = water + glint[..., None] * lighting.sun_color()
     white = light * np.float32(0.85)
-    return water + (white - water) * np.clip(foam, 0, 1)[..., None]
+    return water + (white - water) * (0.6 * np.clip(foam, 0, 1))[..., None]

@@ -238,7 +238,7 @@ def skin(model: BladeModel, surface: str) -> np.ndarray:
     outer = np.clip(1 - d / (0.3 * model.length_m), 0, 1)  # the outer span erodes and collects insects
     lo, hi = _le_band(surface)
     near_le = smoothstep(0.06, 0.0, np.maximum(lo - q, q - hi))
-    dirt_noise = fractal_noise(shape, 40, rng, octaves=5, aspect=3.0)
+    dirt_noise = fractal_noise(shape, 48, rng, octaves=3, aspect=3.0)
     dirt = np.clip(0.25 * dirt_noise + 0.5 * near_le * outer + model.dirt - 0.55, 0, 1) * model.dirt
     erosion_noise = fractal_noise(shape, 12, rng, octaves=4, aspect=2.0)
     severity = model.wear * outer
@@ -319,8 +319,8 @@ def shade(geometry: BladeGeometry, lut: np.ndarray, work_width: int, work_height
     dirt, stripped, tone, streaks = cv2.split(cv2.remap(texture, map_x, map_y, cv2.INTER_LINEAR))
     detail = fractal_noise(d.shape, max(4.0, 0.02 * view.scale / sx), rng, octaves=3)
     paint = paint * (1.0 + 0.012 * tone + 0.008 * detail)[..., None]
-    grime = np.clip(dirt * (0.85 + 0.2 * streaks) + 0.1 * np.clip(detail, 0, None) * dirt, 0, 1)
-    paint = paint + (np.array([0.42, 0.38, 0.32], np.float32) - paint) * (0.45 * grime)[..., None]
+    grime = np.clip(dirt * (0.9 + 0.1 * streaks + 0.05 * detail), 0, 1)
+    paint = paint + (np.array([0.45, 0.41, 0.35], np.float32) - paint) * (0.3 * grime)[..., None]
     # paint comes off in flakes with sharp borders
     worn = smoothstep(0.3, 0.45, stripped + 0.18 * detail * np.minimum(stripped * 3, 1))[..., None]
     exposed = LAMINATE + (FILLER - LAMINATE) * np.clip(0.5 + 0.5 * detail, 0, 1)[..., None]

@@ -300,7 +300,7 @@ def colorize_sea(sea_state: float) -> Colorize:
         slope_a = cv2.Sobel(height, cv2.CV_32F, 1, 0, ksize=3) / np.float32(8 * mpp)
         slope_b = cv2.Sobel(height, cv2.CV_32F, 0, 1, ksize=3) / np.float32(8 * mpp)
         crest = noise[..., 1] + 0.6 * noise[..., 0]
-        foam = smoothstep(1.1, 1.6, crest) * smoothstep(0.0, 0.6, noise[..., 2] + sea_state - 0.8)
+        foam = smoothstep(1.3, 2.1, crest) * smoothstep(0.0, 0.6, noise[..., 2] + sea_state - 0.9)
         return np.dstack([slope_a, slope_b, foam, noise[..., 3]]).astype(np.float32)
 
     return colorize
