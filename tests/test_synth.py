@@ -216,3 +216,18 @@ def test_manifest_load_reports_bad_files(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"format": "something else"}))
     with pytest.raises(InputError, match="edge-synth-manifest"):
         Manifest.load(tmp_path / "manifest.json")
+
+
+def test_mask_png_decodes_to_the_mask_in_pillow_and_opencv():
+    import io
+
+    from edge.synth.metadata import encode_mask
+
+    mask = np.random.default_rng(0).random((37, 53)) > 0.6
+    mask[10:20] = True  # long runs and repeated rows as well as noise
+    data = encode_mask(mask)
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.mode == "L"
+        assert np.array_equal(np.array(image), mask * np.uint8(255))
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(decoded, mask * np.uint8(255))

@@ -7,6 +7,8 @@ matches (a 1-inch 20 MP camera with a 24 mm equivalent lens); ``Software`` and
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
@@ -85,7 +87,23 @@ def encode_jpeg(rgb: np.ndarray, shot: ShotInfo, quality: int) -> bytes:
 
 
 def encode_mask(mask: np.ndarray) -> bytes:
-    """8-bit greyscale PNG, blade 255 and everything else 0 (fast zlib level)."""
-    buffer = io.BytesIO()
-    Image.fromarray(mask.astype(np.uint8) * np.uint8(255)).save(buffer, "PNG", compress_level=1)
-    return buffer.getvalue()
+    """8-bit greyscale PNG, blade 255 and everything else 0.
+
+    Written directly (PNG signature, IHDR, one IDAT, IEND) with the "Up" row filter: a mask's
+    rows mostly repeat the row above, so the filtered data is nearly all zeros and zlib at
+    level 1 compresses it fast - about twice as fast as Pillow's encoder at 20 MP.
+    """
+    values = mask.astype(np.uint8) * np.uint8(255)
+    height, width = values.shape
+    rows = np.empty((height, width + 1), np.uint8)
+    rows[:, 0] = 2  # filter type Up ...
+    rows[0, 0] = 0  # ... except the first row (None)
+    rows[0, 1:] = values[0]
+    np.subtract(values[1:], values[:-1], out=rows[1:, 1:])  # modulo 256, as PNG specifies
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale, no interlace
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows, 1))
+            + chunk(b"IEND", b""))
