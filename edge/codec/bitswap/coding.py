@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from edge.codec.bitswap.discretize import latent_layout, pixel_layout
-from edge.codec.bitswap.model import BitswapVAE, known_context, stage_view
+from edge.codec.bitswap.model import BitswapVAE, stage_view
 from edge.codec.bitswap.streams import LocalStreams, StreamPool
 from edge.errors import CodingError, InputError
 
@@ -80,10 +80,8 @@ class CanonicalNetworks:
     @torch.no_grad()
     def pixel_params(self, features: torch.Tensor, x: np.ndarray, stage: int) -> tuple[np.ndarray, ...]:
         """Parameters of the pixels of ``stage``; ``x`` (uint8) is read only where already coded."""
-        context = None
-        if self.pixel_stages > 1:
-            context = known_context(torch.from_numpy(x / 127.5 - 1.0), stage)
-        return tuple(out.numpy() for out in self.net.pixel_params(features, context, stage))
+        x_unit = torch.from_numpy(x / 127.5 - 1.0) if self.pixel_stages > 1 else None
+        return tuple(out.numpy() for out in self.net.pixel_params(features, x_unit, stage))
 
     def pixel_grid(self, params: tuple[np.ndarray, ...], x: np.ndarray, channel: int) -> tuple[np.ndarray, np.ndarray]:
         """Snapped (n, j) of one colour plane; G and B means are shifted by the known R (and G).

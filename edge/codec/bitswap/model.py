@@ -155,6 +155,33 @@ def known_context(x_unit: torch.Tensor, stage: int) -> torch.Tensor:
     return F.pixel_unshuffle(context, 2)
 
 
+def neighbour_mean(x_unit: torch.Tensor, stage: int) -> torch.Tensor:
+    """Mean of the already coded neighbours of each pixel of ``stage`` (N, 3, H/2, W/2); 0 for stage 0.
+
+    Diagonal neighbours for the second sub-lattice, the four 4-neighbours for the last two. The
+    network predicts a correction to it, which it learns much faster than the prediction itself.
+    Summed in a fixed order with plain additions, so it is exact on any processor.
+    """
+    n, c, h, w = x_unit.shape
+    if stage == 0:
+        return x_unit.new_zeros((n, c, h // 2, w // 2))
+    known = x_unit.new_zeros((n, 1, h, w))
+    values = torch.zeros_like(x_unit)
+    for dy, dx in PHASES[:stage]:
+        known[..., dy::2, dx::2] = 1.0
+        values[..., dy::2, dx::2] = x_unit[..., dy::2, dx::2]
+    offsets = ((-1, -1), (-1, 1), (1, -1), (1, 1)) if stage == 1 else ((-1, 0), (1, 0), (0, -1), (0, 1))
+    values, known = F.pad(values, (1, 1, 1, 1)), F.pad(known, (1, 1, 1, 1))
+    dy, dx = PHASES[stage]
+    total = count = None
+    for oy, ox in offsets:   # neighbour (oy, ox) of the stage's pixel (2i + dy, 2j + dx), in padded coordinates
+        v = values[..., 1 + dy + oy::2, 1 + dx + ox::2][..., : h // 2, : w // 2]
+        k = known[..., 1 + dy + oy::2, 1 + dx + ox::2][..., : h // 2, : w // 2]
+        total = v if total is None else total + v
+        count = k if count is None else count + k
+    return total / count.clamp_min(1.0)
+
+
 class BitswapVAE(nn.Module):
     def __init__(self, config: BitswapConfig = BitswapConfig()):
         super().__init__()
@@ -177,6 +204,17 @@ class BitswapVAE(nn.Module):
         else:
             self.px = Transform(c, w, w, d, kernel[0], 1)
             self.px_stage = nn.ModuleList(Transform(w + 12, 9, w, 0, 3, 1) for _ in range(config.pixel_stages))
+        # Start from pixel scales of about 10 levels rather than 127 (an almost flat distribution).
+        with torch.no_grad():
+            for head in [self.px.head] if config.pixel_stages == 1 else [t.head for t in self.px_stage]:
+                self._init_log_scale_bias(head, shuffled=config.pixel_stages == 1)
+
+    @staticmethod
+    def _init_log_scale_bias(head: nn.Conv2d, shuffled: bool, value: float = -2.5) -> None:
+        """Set the bias of the log-scale outputs (channels 3..5 of 9, before any pixel shuffle)."""
+        groups = 4 if shuffled else 1       # pixel_shuffle(2): output channel k comes from k*4 .. k*4+3
+        for channel in range(3, 6):
+            head.bias[channel * groups:(channel + 1) * groups] = value
 
     # --- distribution parameters (shared by training and coding) -------------------------------
     @staticmethod
@@ -199,14 +237,20 @@ class BitswapVAE(nn.Module):
     def pixel_features(self, z1: torch.Tensor) -> torch.Tensor:
         return self.px(z1)
 
-    def pixel_params(self, features: torch.Tensor, context: torch.Tensor | None,
+    def pixel_params(self, features: torch.Tensor, x_unit: torch.Tensor | None,
                      stage: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Uncoupled means, log-scales and tanh coupling coefficients of the pixels of ``stage``.
 
-        ``features`` come from :meth:`pixel_features`; ``context`` is :func:`known_context` of
-        the stage (ignored with one stage). Each output is (N, 3, h, w) over the stage's pixels.
+        ``features`` come from :meth:`pixel_features`; ``x_unit`` is the patch in [-1, 1], read
+        only on the sub-lattices coded before ``stage`` (ignored with one stage). Each output is
+        (N, 3, h, w) over the stage's pixels.
         """
-        h = features if self.config.pixel_stages == 1 else self.px_stage[stage](torch.cat([features, context], 1))
+        if self.config.pixel_stages == 1:
+            h = features
+        else:
+            h = self.px_stage[stage](torch.cat([features, known_context(x_unit, stage).to(features.dtype)], 1))
+            h = h.to(x_unit.dtype)      # out of autocast: the mean needs more than bfloat16's 8 bits
+            h = torch.cat([h[:, 0:3] + neighbour_mean(x_unit, stage), h[:, 3:]], 1)
         mean, log_scale, coeffs = h[:, 0:3], h[:, 3:6], h[:, 6:9]
         return mean, log_scale.clamp(*PIXEL_LOG_SCALE_RANGE), torch.tanh(coeffs)
 
@@ -240,8 +284,7 @@ class BitswapVAE(nn.Module):
         stages = self.config.pixel_stages
         terms["x"] = torch.zeros(x.shape[0])
         for stage in range(stages):
-            context = known_context(x_unit, stage) if stages > 1 else None
-            mean, log_scale, coeffs = (t.float() for t in self.pixel_params(features, context, stage))
+            mean, log_scale, coeffs = (t.float() for t in self.pixel_params(features, x_unit, stage))
             x_stage = stage_view(x_unit, stage, stages)
             mean = couple_means(mean, coeffs, x_stage)
             log_prob = discretized_logistic_log_prob(x_stage, mean, log_scale)
