@@ -45,7 +45,11 @@ def decode_one(coder, layout: BinLayout, n: np.ndarray, j: np.ndarray) -> np.nda
     out = np.empty(n.size, dtype=np.int32)
     for start in range(0, n.size, CHUNK_ROWS):
         stop = start + CHUNK_ROWS
-        out[start:stop] = coder.decode(family, layout.probabilities(n[start:stop], j[start:stop]))
+        probabilities = layout.probabilities(n[start:stop], j[start:stop])
+        try:
+            out[start:stop] = coder.decode(family, probabilities)
+        except (ValueError, RuntimeError, AssertionError) as error:
+            raise CodingError(f"ANS decoding failed ({error}): the stream is damaged") from None
     return out
 
 
@@ -60,7 +64,10 @@ def encode_one(coder, layout: BinLayout, symbols: np.ndarray, n: np.ndarray, j: 
     for start in reversed(starts):
         stop = start + CHUNK_ROWS
         probabilities = layout.probabilities(n[start:stop], j[start:stop])
-        coder.encode_reverse(symbols[start:stop], family, probabilities)
+        try:
+            coder.encode_reverse(symbols[start:stop], family, probabilities)
+        except (ValueError, RuntimeError, AssertionError) as error:
+            raise CodingError(f"ANS encoding failed: {error}") from None
 
 
 def make_coder(words: np.ndarray):
