@@ -6,7 +6,8 @@ curve) and only the sharp parts at full resolution:
 
 1. background (float, working resolution), blade shading over the blade's band of rows;
 2. auto exposure from the frame's mean brightness, vignetting, a soft-shoulder tone curve;
-3. both layers enlarged to full resolution as 8-bit images;
+3. both layers enlarged to full resolution as 8-bit images; the ground gets back the
+   texture finer than a working pixel from tiled blotchy noise, strip by strip;
 4. blade outline filled at full resolution with antialiasing -> alpha; mask = alpha >= 128;
 5. pits, cracks, receptors drawn at full resolution on the blade layer;
 6. blade composited over the background inside its bounding box;
