@@ -11,7 +11,7 @@ curve) and only the sharp parts at full resolution:
 4. blade outline filled at full resolution with antialiasing -> alpha; mask = alpha >= 128;
 5. pits, cracks, receptors drawn at full resolution on the blade layer;
 6. blade composited over the background inside its bounding box;
-7. sensor grain (luminance noise) over the whole frame.
+7. sensor grain (small per-channel noise) over the whole frame.
 """
 from __future__ import annotations
 
