@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     evaluation = evaluate_segmentation(args.data, model, SegmentSettings(tau_bu=args.tau), args.split)
     write_evaluation(evaluation, args.json, args.plot)
     print(format_table(evaluation))
-    seconds = ", ".join(f"{k} {v:.3f}" for k, v in evaluation["seconds_per_image"].items())
-    print(f"\nseconds per image: {seconds}")
+    for label, key in (("wall", "seconds_per_image"), ("cpu", "cpu_seconds_per_image")):
+        seconds = ", ".join(f"{k} {v:.3f}" for k, v in evaluation[key].items())
+        print(f"{label} seconds per image: {seconds}")
     return 0

@@ -21,6 +21,9 @@ def run(args: argparse.Namespace) -> int:
     timings = time_segmentation(args.images, load_segmenter(args.weights), SegmentSettings())
     if args.json:
         args.json.write_text(json.dumps(timings, indent=1))
+    print(f"{timings['images']} photos of {timings['megapixels']} MP, seconds per photo:")
+    print(f"{'step':>10} {'wall':>8} {'cpu':>8}")
     for key, value in timings.items():
-        print(f"{key:>15}: {value:.3f}" if isinstance(value, float) else f"{key:>15}: {value}")
+        if isinstance(value, dict):
+            print(f"{key:>10} {value['wall']:8.3f} {value['cpu']:8.3f}")
     return 0

@@ -1,8 +1,12 @@
-"""Labelled segmentation data on disk: ``DATA/images/NAME.*`` with ``DATA/masks/STEM.png``.
+"""Labelled segmentation data on disk, in one of two layouts:
 
-An optional ``DATA/index.csv`` (column ``image``, and optionally ``view`` and ``surface``)
-lists the frames. Frames are grouped into *surfaces*, the unit the per-surface random forest
-is trained on: the ``surface`` column when present, otherwise the frame's scene (below).
+- ``DATA/images/NAME.*`` with ``DATA/masks/STEM.png``; an optional ``DATA/index.csv`` (column
+  ``image``, and optionally ``view`` and ``surface``) lists the frames;
+- a synthetic inspection (``DATA/manifest.json`` written by ``edge synth``), whose frames are
+  grouped by turbine, blade and surface.
+
+Frames are grouped into *surfaces*, the unit the per-surface random forest is trained on: the
+manifest's surface or the ``surface`` column when present, otherwise the frame's scene (below).
 
 The real set ``wta-train`` names frames ``envX_NN[t]``. Neighbouring frames are near-duplicates,
 so validation holds out whole scenes: one contiguous number range at the end of each
@@ -25,6 +29,7 @@ import cv2
 import numpy as np
 
 from edge.errors import InputError
+from edge.synth.manifest import MANIFEST_NAME, Manifest
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 WTA_HELD_OUT = {"envA": (66, 74), "envB": (47, 61), "envC": (43, 53)}
@@ -71,6 +76,8 @@ def default_surface(name: str) -> str:
 def list_frames(data_dir: Path, require_masks: bool = True) -> list[Frame]:
     """Frames of a data directory in index order (or name order without an index)."""
     data_dir = Path(data_dir)
+    if (data_dir / MANIFEST_NAME).exists():
+        return _manifest_frames(data_dir)
     images_dir = data_dir / "images"
     if not images_dir.is_dir():
         raise InputError("no images/ folder; expected DATA/images/ and DATA/masks/", str(data_dir))
@@ -97,6 +104,14 @@ def list_frames(data_dir: Path, require_masks: bool = True) -> list[Frame]:
         surface = row.get("surface") or default_surface(image_path.stem)
         frames.append(Frame(image_path, mask_path, row.get("view", ""), surface))
     return frames
+
+
+def _manifest_frames(data_dir: Path) -> list[Frame]:
+    """Frames of a synthetic inspection, one surface per turbine, blade and blade side."""
+    manifest = Manifest.load(data_dir / MANIFEST_NAME)
+    return [Frame(data_dir / record.image, data_dir / record.mask, record.view,
+                  f"T{record.turbine:02d}-B{record.blade}-{record.surface}")
+            for record in manifest.frames]
 
 
 def read_rgb(path: Path) -> np.ndarray:
