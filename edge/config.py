@@ -199,8 +199,9 @@ class CodingConfig(Section):
                                   "to send the original files")
     quality: int | None = Field(None, ge=0, description="lossy mode: quality level of the whole photo")
     bg_quality: int | None = Field(None, ge=0, description="roi mode: quality level of the background")
-    blade: str | None = Field(None, pattern=r"^[a-z0-9-]+$",
-                              description="roi mode: blade coder (lossless, lossy, ...)")
+    blade: str | None = Field("auto", pattern=r"^[a-z0-9-]+$",
+                              description="roi mode: blade coder (auto: jpeg-exact for JPEG photos, lossless "
+                                          "otherwise; lossless, lossy, jpeg-exact)")
     blade_quality: int | None = Field(None, ge=0, description="roi mode with a lossy blade: its quality level")
     if_larger_than_source: Literal["send-source", "keep"] = Field(
         "send-source", description="when a bundle is larger than the photo: send the original file "

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.codec import roi
+from edge.codec import jpegexact, roi
 from edge.codec.container import Bundle, BundleRegion, SourceMetadata, pixels_sha256
 from edge.codec.imageio import decode_image_bytes, read_image
 from edge.codec.maskcode import encode_mask
@@ -27,7 +27,7 @@ from edge.codec.quality import psnr
 from edge.errors import CodingError, InputError, ModelError
 
 MODES = ("lossy", "lossless", "roi")
-BLADE_CODERS = ("lossless", "lossy")
+BLADE_CODERS = ("lossless", "lossy", "jpeg-exact", "auto")
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class CodingSettings:
     mode: str = "roi"
     quality: int = 3            # lossy mode: quality level of the whole photo
     bg_quality: int = 0         # roi mode: quality level of the background
-    blade: str = "lossless"     # roi mode: "lossless" (Bit-swap) or "lossy"
+    blade: str = "lossless"     # roi mode: "lossless" (Bit-swap), "lossy", "jpeg-exact", or "auto"
     blade_quality: int = 5      # roi mode with a lossy blade
 
     def __post_init__(self):
@@ -71,7 +71,8 @@ class Coders:
         return self._lossless
 
     def for_region(self, coded) -> object:
-        coder = {"lossy": lambda: self.lossy, "bitswap": lambda: self.lossless}.get(coded.coder)
+        coder = {"lossy": lambda: self.lossy, "bitswap": lambda: self.lossless,
+                 jpegexact.CODER: jpegexact.JpegExactCoder}.get(coded.coder)
         if coder is None:
             raise CodingError(f"no decoder for coder {coded.coder!r}")
         coder = coder()
@@ -101,11 +102,13 @@ def compress_photo(path: Path, settings: CodingSettings, coders: Coders, mask: n
     image, data = read_image(path)
     metadata = source_metadata_from_bytes(data, Path(path).name, str(path))
     times = {"read": time.perf_counter() - started}
-    return compress_pixels(image, metadata, settings, coders, mask, times)
+    return compress_pixels(image, metadata, settings, coders, mask, times, source_bytes=data)
 
 
 def compress_pixels(image: np.ndarray, metadata: SourceMetadata, settings: CodingSettings, coders: Coders,
-                    mask: np.ndarray | None = None, times: dict | None = None) -> CompressResult:
+                    mask: np.ndarray | None = None, times: dict | None = None,
+                    source_bytes: bytes | None = None) -> CompressResult:
+    """``source_bytes`` (the photo file) lets ``--blade auto|jpeg-exact`` keep a JPEG's own blocks."""
     times = dict(times or {})
     height, width = image.shape[:2]
     if mask is not None and mask.shape != (height, width):
@@ -113,7 +116,11 @@ def compress_pixels(image: np.ndarray, metadata: SourceMetadata, settings: Codin
     if settings.mode == "roi":
         if mask is None:
             raise InputError("roi mode needs a blade mask (--mask or --segment)", metadata.filename)
-        regions, grid, cells = roi.compress_regions(image, mask, settings, coders, times)
+        if settings.blade in ("auto", jpegexact.CODER):
+            regions, grid, cells = jpegexact.compress_roi(image, mask, settings, coders, times, source_bytes,
+                                                          metadata.filename)
+        else:
+            regions, grid, cells = roi.compress_regions(image, mask, settings, coders, times)
     else:
         started = time.perf_counter()
         if settings.mode == "lossy":
@@ -154,6 +161,8 @@ def decompress_bundle(bundle: Bundle, coders: Coders) -> DecodedPhoto:
             image = roi.image_from_patches(coder.decompress(region.coded), grid)
         if region.pixel_sha256 is not None and pixels_sha256(image) != region.pixel_sha256:
             raise CodingError("lossless region 'whole' decodes to pixels whose hash differs from the original's")
+    elif jpegexact.holds_jpeg_exact(bundle):
+        image = jpegexact.decompress_regions(bundle, cells, coders)
     else:
         image = roi.decompress_regions(bundle, cells, coders)
     report = {"seconds": {"decode": round(time.perf_counter() - started, 3)}}

@@ -1,0 +1,287 @@
+"""jpeg-exact benchmark: a JPEG photo's blade kept as the camera's DCT blocks, against pixel-lossless ROIs.
+
+    python -m edge.bench.jpegexact IMAGE_OR_DIR... (--masks DIR | --draw) [--json OUT]
+
+Per photo it codes one ROI bundle with ``--blade jpeg-exact`` (background through the lossy
+coder at its lowest quality, ``--bg-quality``), decodes it, and reports:
+
+* blade fraction (mask pixels, and the 16-pixel blade cells the bundle keeps exactly);
+* source bytes and bpp; bundle bytes and bpp; ratio source / bundle;
+* the bundle's parts: blade region (the kept-block JPEG in JPEG XL), background, mask code;
+* whether every blade-cell pixel decodes identical to Pillow's decode of the source;
+* JPEG XL lossless ROI: the same blade cells coded losslessly by JPEG XL (other pixels zero);
+* Bit-swap on the same blade cells, when the shipped Bit-swap weights exist.
+
+The background rate depends on the lossy weights. Without the shipped ones
+(edge/weights/hp_easn.pt) a tiny random lossy coder stands in and its rate means nothing: the
+report then flags ``background_representative: false`` and also gives a classical stand-in,
+AVIF at ``--proxy-quality`` over the same background patches, with the bundle size it implies.
+
+Masks: ``--masks DIR`` reads DIR/STEM.png or DIR/STEM.mask.png (non-zero = blade); ``--draw``
+draws one with :func:`draw_blade_mask`, a colour heuristic for white/grey blades over grass and
+soil, documented there. Images are never trained on here; dtu-dev is for evaluation only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.codec import jpegexact
+from edge.codec.container import encode_bundle
+from edge.codec.imageio import read_image, read_mask
+from edge.codec.metadata import source_metadata_from_bytes
+from edge.codec.patches import PatchGrid, cells_to_mask
+from edge.codec.photo import Coders, CodingSettings, compress_pixels, decompress_bundle
+from edge.errors import EdgeError, InputError, ModelError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg"}
+FLOOR_RATIO = 2.5
+FLOOR_BLADE_FRACTION = 0.40
+
+
+def list_inputs(names: list[str]) -> list[Path]:
+    paths: list[Path] = []
+    for name in names:
+        path = Path(name)
+        if path.is_dir():
+            paths += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise InputError("no such image or folder", name)
+    return paths
+
+
+def draw_blade_mask(image: np.ndarray) -> np.ndarray:
+    """A rough blade mask from colour alone, for photos that have no drawn mask.
+
+    Blades, nacelle and tower are white or light grey paint lit by the sky: neutral or slightly
+    blue (blue >= red + 4), unsaturated (HSV saturation < 110 of 255) and not dark (value > 80).
+    Grass, soil and gravel roads are warm (red > blue) and fail the blue test. Computed at 1/8
+    resolution, then opened and closed with a 5x5 ellipse, holes filled, components under
+    0.2 % of the photo dropped, and scaled back up. Grey roofs pass too: the mask is a stand-in
+    for the segmentation model, not a ground truth.
+    """
+    height, width = image.shape[:2]
+    small = cv2.resize(image, (max(width // 8, 1), max(height // 8, 1)), interpolation=cv2.INTER_AREA)
+    hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
+    rgb = small.astype(np.int16)
+    mask = ((rgb[..., 2] >= rgb[..., 0] + 4) & (hsv[..., 1] < 110) & (hsv[..., 2] > 80)).astype(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)
+    mask = _fill_holes(mask)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
+    keep = np.zeros(count, dtype=bool)
+    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= 0.002 * mask.size
+    mask = keep[labels].astype(np.uint8)
+    return cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill background regions that do not touch the border."""
+    count, labels = cv2.connectedComponents((mask == 0).astype(np.uint8))
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    holes = ~np.isin(labels, border) & (mask == 0)
+    return (mask.astype(bool) | holes).astype(np.uint8)
+
+
+def load_mask(path: Path, image: np.ndarray, masks: Path | None) -> np.ndarray:
+    if masks is None:
+        return draw_blade_mask(image)
+    for name in (f"{path.stem}.mask.png", f"{path.stem}.png"):
+        if (masks / name).exists():
+            return read_mask(masks / name, image.shape[:2])
+    raise InputError(f"no mask {path.stem}.png or {path.stem}.mask.png in {masks}", str(path))
+
+
+def load_coders(folder: Path) -> tuple[Coders, bool, bool]:
+    """(coders, lossy weights are the shipped ones, shipped Bit-swap weights exist)."""
+    from edge.registry import WEIGHTS_DIR
+
+    coders = Coders()
+    try:
+        coders.lossy  # noqa: B018 - loads the shipped model if there is one
+        shipped = True
+    except ModelError:
+        import torch
+
+        from edge.codec.lossy.model import HyperpriorEASN, LossyConfig
+        from edge.codec.lossy.weights import export_weights, load_coder
+
+        torch.manual_seed(0)
+        path = folder / "random-lossy.pt"
+        export_weights(HyperpriorEASN(LossyConfig(n=16, m=24)), path)
+        coders = Coders(lossy=load_coder(path, "random-lossy"))
+        shipped = False
+    bitswap = (WEIGHTS_DIR / "bitswap.pt").exists()
+    return coders, shipped, bitswap
+
+
+def jpegxl_lossless_bytes(image: np.ndarray, cell_mask: np.ndarray, effort: int) -> int:
+    """JPEG XL lossless of the blade cells' pixels (all other pixels 0), checked by decoding."""
+    import imagecodecs
+
+    roi = np.where(cell_mask[..., None], image, 0).astype(np.uint8)
+    stream = imagecodecs.jpegxl_encode(roi, lossless=True, effort=effort)
+    if not np.array_equal(imagecodecs.jpegxl_decode(stream), roi):
+        raise EdgeError("JPEG XL lossless did not round-trip")
+    return len(stream)
+
+
+def avif_background_bytes(image: np.ndarray, cell_mask: np.ndarray, patch_size: int, quality: int) -> int:
+    """AVIF of the patches the lossy coder codes (fully exact patches flattened to grey)."""
+    import imagecodecs
+
+    grid = PatchGrid(image.shape[0], image.shape[1], patch_size)
+    flags = jpegexact.lossy_patch_flags(cell_mask, grid)
+    area = cells_to_mask(flags, grid)
+    background = np.where(area[..., None], image, 128).astype(np.uint8)
+    return len(imagecodecs.avif_encode(background, level=quality, speed=8))
+
+
+def measure(path: Path, masks: Path | None, coders: Coders, settings: CodingSettings, shipped: bool,
+            bitswap: bool, proxy_quality: int, jxl_effort: int) -> dict:
+    image, data = read_image(path)
+    height, width = image.shape[:2]
+    pixels = height * width
+    mask = load_mask(path, image, masks)
+    metadata = source_metadata_from_bytes(data, path.name, str(path))
+
+    started = time.perf_counter()
+    result = compress_pixels(image, metadata, settings, coders, mask, source_bytes=data)
+    encode_seconds = time.perf_counter() - started
+    encoded = encode_bundle(result.bundle)
+    started = time.perf_counter()
+    decoded = decompress_bundle(result.bundle, coders)
+    decode_seconds = time.perf_counter() - started
+    cell_mask = decoded.mask
+    identical = bool(np.array_equal(decoded.image[cell_mask], image[cell_mask]) and cell_mask[mask].all())
+
+    blade = result.bundle.region("blade").coded
+    background = result.bundle.region("background").coded
+    blade_bytes, background_bytes = blade.bits // 8, background.bits // 8
+    overhead = len(encoded) - blade_bytes - background_bytes     # header, mask code, metadata, framing
+
+    def bpp(n: int) -> float:
+        return round(8 * n / pixels, 4)
+
+    row = {
+        "image": path.name, "width": width, "height": height,
+        "blade_fraction": round(float(mask.mean()), 4),
+        "blade_cell_fraction": round(float(cell_mask.mean()), 4),
+        "source_bytes": len(data), "source_bpp": bpp(len(data)),
+        "bundle_bytes": len(encoded), "bundle_bpp": bpp(len(encoded)),
+        "ratio": round(len(data) / len(encoded), 2),
+        "blade_bytes": blade_bytes, "blade_bpp": bpp(blade_bytes), "blade_container": blade.params.get("container"),
+        "background_bytes": background_bytes, "background_bpp": bpp(background_bytes),
+        "background_patches": background.count, "mask_bytes": len(result.bundle.mask_code),
+        "other_bytes": overhead,
+        "blade_pixels_identical": identical,
+        "encode_seconds": round(encode_seconds, 2), "decode_seconds": round(decode_seconds, 2),
+        "reason": blade.params.get("reason"),
+    }
+    without_background = len(encoded) - background_bytes
+    if not shipped:
+        proxy = avif_background_bytes(image, cell_mask, background.patch_size, proxy_quality)
+        row["background_proxy_bytes"] = proxy
+        row["background_proxy_bpp"] = bpp(proxy)
+        row["bundle_with_proxy_bytes"] = without_background + proxy
+        row["ratio_with_proxy"] = round(len(data) / (without_background + proxy), 2)
+    started = time.perf_counter()
+    jxl = jpegxl_lossless_bytes(image, cell_mask, jxl_effort)
+    row["jpegxl_lossless_blade_bytes"] = jxl
+    row["jpegxl_lossless_blade_bpp"] = bpp(jxl)
+    row["jpegxl_seconds"] = round(time.perf_counter() - started, 2)
+    row["bitswap_blade_bytes"] = None if not bitswap else _bitswap_blade_bytes(image, cell_mask, coders)
+    return row
+
+
+def _bitswap_blade_bytes(image: np.ndarray, cell_mask: np.ndarray, coders: Coders) -> int:
+    """Bit-swap (standalone) on the 64-pixel patches covering the blade cells."""
+    from edge.codec import roi
+
+    bitswap = coders.lossless
+    grid = PatchGrid(image.shape[0], image.shape[1], bitswap.patch_size)
+    from edge.codec.patches import blade_cells
+    flags = blade_cells(cell_mask, grid).ravel()
+    coded = bitswap.compress(roi.image_patches(image, grid)[flags])
+    return coded.bits // 8
+
+
+def summarize(rows: list[dict], shipped: bool) -> dict:
+    ratio_key = "ratio" if shipped else "ratio_with_proxy"
+    under = [r for r in rows if r["blade_fraction"] < FLOOR_BLADE_FRACTION]
+    return {
+        "images": len(rows),
+        "all_blade_pixels_identical": all(r["blade_pixels_identical"] for r in rows),
+        "mean_blade_bpp": round(float(np.mean([r["blade_bpp"] for r in rows])), 4) if rows else None,
+        "mean_jpegxl_lossless_blade_bpp": round(float(np.mean([r["jpegxl_lossless_blade_bpp"] for r in rows])), 4)
+        if rows else None,
+        "floor": f"bundle >= {FLOOR_RATIO}x smaller than the source when the blade covers < "
+                 f"{FLOOR_BLADE_FRACTION:.0%} ({ratio_key})",
+        "floor_met": all(r[ratio_key] >= FLOOR_RATIO for r in under),
+        "min_ratio_under_floor_fraction": min((r[ratio_key] for r in under), default=None),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("images", nargs="+", help="JPEG photos or folders of them")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--masks", type=Path, help="folder of blade masks STEM.png or STEM.mask.png")
+    source.add_argument("--draw", action="store_true", help="draw each mask with the colour heuristic")
+    parser.add_argument("--bg-quality", type=int, default=0, help="background quality level (0 = lowest)")
+    parser.add_argument("--proxy-quality", type=int, default=30,
+                        help="AVIF quality of the background stand-in when the lossy weights are not shipped")
+    parser.add_argument("--jxl-effort", type=int, default=7, help="JPEG XL lossless effort")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--json", type=Path, help="write all numbers here")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    settings = CodingSettings(mode="roi", blade=jpegexact.CODER, bg_quality=args.bg_quality)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="edge-bench-jpegexact-") as folder:
+        coders, shipped, bitswap = load_coders(Path(folder))
+        for path in list_inputs(args.images):
+            try:
+                row = measure(path, args.masks, coders, settings, shipped, bitswap, args.proxy_quality,
+                              args.jxl_effort)
+            except EdgeError as error:
+                print(f"{path}: {error}", file=sys.stderr)
+                return 1
+            rows.append(row)
+            proxy = f" | proxy bundle {8 * row['bundle_with_proxy_bytes'] / (row['width'] * row['height']):.3f} bpp " \
+                    f"ratio {row['ratio_with_proxy']:.1f}x" if not shipped else ""
+            print(f"{row['image']}: blade {row['blade_fraction']:.1%} (cells {row['blade_cell_fraction']:.1%}) | "
+                  f"source {row['source_bpp']:.3f} bpp | blade exact {row['blade_bpp']:.4f} bpp, "
+                  f"JPEG XL lossless {row['jpegxl_lossless_blade_bpp']:.3f} bpp | bundle {row['bundle_bpp']:.3f} bpp "
+                  f"ratio {row['ratio']:.1f}x{proxy} | identical {'yes' if row['blade_pixels_identical'] else 'NO'}",
+                  flush=True)
+    result = {
+        "settings": {"blade": jpegexact.CODER, "bg_quality": args.bg_quality,
+                     "masks": str(args.masks) if args.masks else "drawn (edge.bench.jpegexact.draw_blade_mask)",
+                     "lossy_model": coders.lossy.model_name, "background_representative": shipped,
+                     "proxy": None if shipped else f"AVIF quality {args.proxy_quality} over the lossy patches",
+                     "bitswap_weights": bitswap, "jxl_effort": args.jxl_effort},
+        "images": rows,
+        "summary": summarize(rows, shipped),
+    }
+    print(json.dumps(result["summary"], indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
