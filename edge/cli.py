@@ -24,6 +24,8 @@ COMMANDS = {
     "segment": "segment",
     "run": "run",
     "subscribe": "subscribe",
+    "engines": "engines",
+    "doctor": "doctor",
 }
 
 

@@ -247,8 +247,29 @@ class PublishConfig(Section):
                               "(it stays in the spool)")
 
 
+class RuntimeConfig(Section):
+    """Where the networks run (edge.runtime): TensorRT engines, ONNX Runtime or PyTorch.
+
+    Only the analysis/synthesis transforms and the U-Net are accelerated; the networks that
+    shape probability tables always run in float64 on the CPU (design rule 3).
+    """
+
+    backend: Literal["auto", "tensorrt", "onnxruntime", "torch"] = Field(
+        "auto", description="auto: TensorRT engines when valid, else ONNX Runtime when ONNX files exist, "
+                            "else PyTorch; naming one forces it (an error at start-up if unusable)")
+    precision: Literal["fp16", "fp32"] = Field("fp16", description="precision of the TensorRT engines to use")
+    engines_folder: ConfigPath | None = Field(None, description="folder of `edge engines build`; default "
+                                              "engines/ of the installed checkout")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="PyTorch backend device")
+    threads: int | None = Field(None, ge=1, le=64, description="ONNX Runtime threads per network; "
+                                "default PyTorch's thread count")
+
+
 class EdgeConfig(Section):
     """``edge run``: the daemon on the drone's companion computer."""
+
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="network backends (edge doctor "
+                                   "reports the choice)")
 
     device: str = Field(..., pattern=NAME_PATTERN, description="this device's name, used in topics")
     watch: WatchConfig = Field(..., description="watched folders")

@@ -128,12 +128,21 @@ def segment_surface(images: list[np.ndarray], model: BUNetV2,
     return result
 
 
-def load_segmenter(weights: Path | str | None = None) -> BUNetV2:
-    """The shipped BU-Netv2 (registry name ``bunetv2``), or the weights file given."""
+def load_segmenter(weights: Path | str | None = None, runtime=None) -> BUNetV2:
+    """The shipped BU-Netv2 (registry name ``bunetv2``), or the weights file given.
+
+    With ``runtime`` (edge.runtime.RuntimeSettings or the config's runtime section) the U-Net
+    runs on the backend it selects (TensorRT, ONNX Runtime or PyTorch).
+    """
     if weights is None:
         from edge.registry import load_model  # the registry imports loaders lazily too
-        return load_model("bunetv2")
-    return load_weights(Path(weights))
+        model = load_model("bunetv2")
+    else:
+        model = load_weights(Path(weights))
+    if runtime is not None:
+        from edge.runtime.select import accelerate_segmenter
+        model = accelerate_segmenter(model, runtime)
+    return model
 
 
 def segment_files(image_paths: list[Path], out_dir: Path, weights: Path | str | None = None,

@@ -62,12 +62,23 @@ class LossyCoder:
         self._factorized = [_model_from_counts(c) for c in tables.factorized_counts]
         self._escape_value = _Uniform(_ESCAPE_LIMIT)
         self._sign = _Uniform(2)
+        self.backend = None   # edge.runtime backend for g_a, h_a, g_s; None: self.model in PyTorch
 
     @property
     def levels(self) -> int:
         return self.model.config.levels
 
     # -- transforms -------------------------------------------------------------------------
+    def use_backend(self, backend) -> None:
+        """Run g_a, h_a and g_s on ``backend`` (edge.runtime: TensorRT, ONNX Runtime, torch); None
+        for this model in PyTorch. h_s and the tables never move (design rule 3)."""
+        self.backend = backend
+
+    def _transform(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        if self.backend is None:
+            return getattr(self.model, name)(x)
+        return self.backend.run(name, x)
+
     def check_level(self, level: int) -> int:
         if not 0 <= int(level) < self.levels:
             raise CodingError(f"quality level {level} is out of range 0..{self.levels - 1}")
@@ -82,10 +93,10 @@ class LossyCoder:
         ys, zs = [np.zeros((0, m, h, w), np.int32)], [np.zeros((0, n, zh, zw), np.int32)]
         for start in range(0, len(patches), BATCH):
             x = torch.from_numpy(patches[start: start + BATCH]).float() / 255.0
-            y_g = self.model.g_a(x) * gain
+            y_g = self._transform("g_a", x) * gain
             y_hat = torch.round(y_g)
             ys.append(y_hat.to(torch.int32).numpy())
-            zs.append(torch.round(self.model.h_a(y_hat)).to(torch.int32).numpy())
+            zs.append(torch.round(self._transform("h_a", y_hat)).to(torch.int32).numpy())
         return Latents(np.concatenate(ys), np.concatenate(zs))
 
     @torch.no_grad()
@@ -95,7 +106,7 @@ class LossyCoder:
         out = []
         for start in range(0, len(y_hat), BATCH):
             y = torch.from_numpy(y_hat[start: start + BATCH]).float() * inv_gain
-            x_hat = self.model.g_s(y).clamp(0, 1)
+            x_hat = self._transform("g_s", y).clamp(0, 1)
             out.append(torch.round(x_hat * 255).to(torch.uint8).numpy())
         return np.concatenate(out)
 

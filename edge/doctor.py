@@ -1,0 +1,318 @@
+"""`edge doctor`: is this machine ready to code (and, given a config, to run the daemon)?
+
+Probing lives here, never in config validation. One line per check::
+
+    OK   python: 3.10.12
+    WARN tensorrt: not installed ...
+    FAIL weights hp-easn: missing ...
+
+FAIL means the daemon cannot work as configured; WARN means it works, slower or with less
+than it could. Checks never change anything: no export, no build, no MQTT session.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.metadata
+import os
+import platform
+import shutil
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+OK, WARN, FAIL = "OK", "WARN", "FAIL"
+CONSTRICTION_HOWTO = ("on aarch64 (Jetson) constriction 0.5.0 has no wheel and no source archive on PyPI: "
+                      "build it from the git tag v0.5.0 with rustup and maturin, see deploy/JETSON.md")
+# File systems whose changes inotify does not report (the watcher must poll them).
+NO_INOTIFY = {"fuse", "fuseblk", "exfat", "vfat", "msdos", "nfs", "nfs4", "cifs", "smb3", "9p", "sshfs"}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.status:<4} {self.name}: {self.detail}"
+
+
+def is_jetson() -> bool:
+    return Path("/etc/nv_tegra_release").exists() or "tegra" in platform.release().lower()
+
+
+def run_checks(config_path: Path | None = None, engines_folder: Path | None = None) -> list[Check]:
+    """Every check, in order; ``config_path`` (edge or offshore YAML) adds mounts and broker."""
+    checks = [check_python(), *check_torch_and_gpu(), *check_accelerators(), check_constriction(),
+              check_packages(), *check_weights()]
+    config, runtime = None, None
+    if config_path is not None:
+        config, check = load_any_config(Path(config_path))
+        checks.append(check)
+        runtime = getattr(config, "runtime", None)
+    checks += check_backends(runtime, engines_folder)
+    if config is not None:
+        checks += check_mounts(config) + [check_broker(config.mqtt)]
+    return checks
+
+
+# -- software ------------------------------------------------------------------------------
+
+def check_python() -> Check:
+    version = platform.python_version()
+    if sys.version_info < (3, 10):
+        return Check("python", FAIL, f"{version}: 3.10 or later is needed (JetPack 6 has 3.10)")
+    return Check("python", OK, f"{version} ({sys.executable})")
+
+
+def check_torch_and_gpu() -> list[Check]:
+    try:
+        import torch
+    except ImportError:
+        return [Check("torch", FAIL, "not installed (Jetson: NVIDIA's wheel, see deploy/JETSON.md)")]
+    checks = [Check("torch", OK, f"{torch.__version__}, {torch.get_num_threads()} CPU threads")]
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name(0)
+        checks.append(Check("gpu", OK, f"{name}, CUDA {torch.version.cuda}"))
+    elif is_jetson():
+        checks.append(Check("gpu", FAIL, "this is a Jetson but PyTorch sees no CUDA device: the CPU build of "
+                                         "torch is installed; install NVIDIA's wheel (deploy/JETSON.md)"))
+    else:
+        checks.append(Check("gpu", WARN, "no CUDA device: networks run on the CPU (PyTorch or ONNX Runtime)"))
+    return checks
+
+
+def _version(module_name: str) -> str | None:
+    try:
+        module = importlib.import_module(module_name)
+    except Exception:           # a broken install may raise more than ImportError (missing .so)
+        return None
+    version = getattr(module, "__version__", None)
+    if version is None:
+        try:
+            version = importlib.metadata.version(module_name)
+        except importlib.metadata.PackageNotFoundError:
+            version = "installed"
+    return str(version)
+
+
+def check_accelerators() -> list[Check]:
+    checks = []
+    trt = _version("tensorrt")
+    if trt:
+        checks.append(Check("tensorrt", OK, trt))
+    else:
+        checks.append(Check("tensorrt", WARN, "not installed: no TensorRT engines (on a Jetson: JetPack's "
+                                              "python3-libnvinfer and a venv with --system-site-packages)"))
+    t2t = _version("torch2trt")
+    checks.append(Check("torch2trt", OK, t2t if t2t else "not installed (optional: only for "
+                                                          "`edge engines build --backend torch2trt`)"))
+    onnx = _version("onnx")
+    checks.append(Check("onnx", OK, onnx) if onnx else
+                  Check("onnx", WARN, "not installed: `edge engines build` cannot export (pip install onnx)"))
+    ort = _version("onnxruntime")
+    if ort:
+        import onnxruntime
+        checks.append(Check("onnxruntime", OK, f"{ort}, providers {', '.join(onnxruntime.get_available_providers())}"))
+    else:
+        checks.append(Check("onnxruntime", WARN, "not installed: no ONNX Runtime backend (pip install onnxruntime)"))
+    return checks
+
+
+def check_constriction() -> Check:
+    try:
+        import constriction
+        import numpy as np
+    except ImportError:
+        return Check("constriction", FAIL, f"not installed: nothing can be coded; {CONSTRICTION_HOWTO}")
+    try:      # a real round trip: a wrongly built library fails here, not in the first photo
+        coder = constriction.stream.stack.AnsCoder()
+        model = constriction.stream.model.Categorical(np.array([0.25, 0.5, 0.25]), perfect=False)
+        symbols = np.array([0, 1, 2, 1], dtype=np.int32)
+        coder.encode_reverse(symbols, model)
+        decoded = constriction.stream.stack.AnsCoder(coder.get_compressed()).decode(model, 4)
+        assert np.array_equal(decoded, symbols)
+    except Exception as error:
+        return Check("constriction", FAIL, f"installed but an ANS round trip fails: {error}")
+    return Check("constriction", OK, f"{_version('constriction')}, ANS round trip works")
+
+
+def check_packages() -> Check:
+    needed = {"cv2": "opencv-python-headless", "sklearn": "scikit-learn", "imagecodecs": "imagecodecs",
+              "paho.mqtt": "paho-mqtt", "pydantic": "pydantic", "yaml": "pyyaml", "jpeglib": "jpeglib"}
+    missing = [package for module, package in needed.items() if _version(module) is None]
+    if missing:
+        return Check("packages", FAIL, f"missing: {', '.join(missing)} (pip install them; aarch64 wheels exist)")
+    return Check("packages", OK, ", ".join(sorted(needed.values())) + " importable")
+
+
+def check_weights() -> list[Check]:
+    from edge.registry import MODELS, weights_sha256
+    if not MODELS:
+        return [Check("weights", WARN, "no models registered")]
+    checks = []
+    for name, spec in sorted(MODELS.items()):
+        path = spec.weights_path
+        if not path.is_file():
+            checks.append(Check(f"weights {name}", FAIL, f"missing: {path} (reinstall, or train: edge train)"))
+            continue
+        size = path.stat().st_size / 1e6
+        checks.append(Check(f"weights {name}", OK, f"{path.name}, {size:.1f} MB, sha256 {weights_sha256(path)[:16]}"))
+    return checks
+
+
+# -- backends and engines -------------------------------------------------------------------
+
+def check_backends(runtime=None, engines_folder: Path | None = None) -> list[Check]:
+    """Which backend each shipped model would get now, and whether a better one is within reach."""
+    from edge.errors import EdgeError
+    from edge.registry import MODELS, load_model
+    from edge.runtime.artifacts import stale_artifacts
+    from edge.runtime.networks import lossy_group, segmentation_group
+    from edge.runtime.select import RuntimeSettings, engine_paths, onnx_paths, select_backend
+    from edge.runtime.tensorrt import tensorrt_problem
+    try:
+        settings = RuntimeSettings.of(runtime)
+        if engines_folder is not None:
+            settings = dataclasses.replace(settings, engines_folder=Path(engines_folder))
+    except EdgeError as error:
+        return [Check("runtime", FAIL, str(error))]
+    checks, current = [], set()
+    trt_usable = tensorrt_problem() is None
+    ort_usable = _version("onnxruntime") is not None
+    for name, spec in sorted(MODELS.items()):
+        if spec.kind not in ("lossy", "segmentation") or not spec.weights_path.is_file():
+            continue
+        try:
+            model = load_model(name)
+            group = lossy_group(model) if spec.kind == "lossy" else segmentation_group(model, name)
+            selection = select_backend(group, settings)
+        except EdgeError as error:
+            checks.append(Check(f"backend {name}", FAIL, str(error)))
+            continue
+        current.update(_current_artifacts(group, settings, engine_paths, onnx_paths))
+        kind = selection.backend.kind
+        better_missing = ((trt_usable and kind != "tensorrt") or (ort_usable and kind == "torch")) \
+            and settings.backend == "auto"
+        advice = "; run edge engines build" if better_missing else ""
+        checks.append(Check(f"backend {name}", WARN if better_missing else OK,
+                            f"runtime.backend={settings.backend}: {selection.describe()}{advice}"))
+    stale = stale_artifacts(settings.folder, current)
+    if stale:
+        checks.append(Check("engines", WARN, f"{len(stale)} artifacts in {settings.folder} match no current "
+                                             f"model/weights/TensorRT/GPU (delete them or rebuild): "
+                                             f"{', '.join(p.name for p in stale[:4])}{' ...' if len(stale) > 4 else ''}"))
+    else:
+        present = sorted(p.name for p in settings.folder.glob("*.engine")) if settings.folder.is_dir() else []
+        checks.append(Check("engines", OK, f"{settings.folder}: {len(present)} TensorRT engines, no stale files"))
+    return checks
+
+
+def _current_artifacts(group, settings, engine_paths, onnx_paths) -> set[Path]:
+    """Artifacts of ``group`` that are valid now (so not stale)."""
+    from edge.errors import EdgeError
+    found = set()
+    for finder in (onnx_paths, engine_paths):
+        try:
+            found.update(finder(group, settings).values())
+        except EdgeError:
+            pass
+    return found
+
+
+# -- configuration, mounts, broker -----------------------------------------------------------
+
+def load_any_config(path: Path):
+    """An edge or offshore config, told apart by their sections; (config or None, check)."""
+    import yaml
+
+    from edge.config import load_edge_config, load_offshore_config
+    from edge.errors import ConfigError
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        return None, Check("config", FAIL, f"{path}: cannot read: {error}")
+    offshore = isinstance(data, dict) and "output" in data and "watch" not in data
+    try:
+        config = load_offshore_config(path) if offshore else load_edge_config(path)
+    except ConfigError as error:
+        return None, Check("config", FAIL, str(error).replace("\n", " | "))
+    return config, Check("config", OK, f"{path} is a valid {'offshore' if offshore else 'edge'} config")
+
+
+def mount_of(path: Path) -> tuple[str, str]:
+    """(mount point, file system type) holding ``path`` (from /proc/mounts)."""
+    path = Path(os.path.realpath(path))
+    best = ("/", "?")
+    try:
+        lines = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return best
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        point = parts[1].replace("\\040", " ")
+        if (path == Path(point) or Path(point) in path.parents) and len(point) >= len(best[0]):
+            best = (point, parts[2])
+    return best
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_folder(name: str, path: Path, writable: bool, may_be_absent: bool = False) -> Check:
+    if not path.exists():
+        parent = _nearest_existing(path)
+        if may_be_absent:
+            return Check(name, WARN, f"{path} does not exist (yet): card not inserted or not mounted?")
+        if writable and os.access(parent, os.W_OK):
+            return Check(name, OK, f"{path} will be created (in {parent})")
+        return Check(name, FAIL, f"{path} does not exist and cannot be created in {parent}")
+    point, fstype = mount_of(path)
+    if writable and not os.access(path, os.W_OK):
+        return Check(name, FAIL, f"{path} is not writable by this user")
+    if not os.access(path, os.R_OK):
+        return Check(name, FAIL, f"{path} is not readable by this user")
+    free = shutil.disk_usage(path).free
+    detail = f"{path} on {point} ({fstype}), {free / 2**30:.1f} GiB free"
+    if writable and free < 1 << 30:
+        return Check(name, WARN, detail + ": less than 1 GiB")
+    return Check(name, OK, detail)
+
+
+def check_mounts(config) -> list[Check]:
+    checks = []
+    if hasattr(config, "watch"):
+        for folder in config.watch.folders:
+            check = check_folder("watch folder", folder, writable=False, may_be_absent=True)
+            fstype = mount_of(folder)[1] if folder.exists() else "?"
+            if check.status == OK and fstype in NO_INOTIFY and config.watch.observer == "inotify":
+                check = Check("watch folder", WARN, f"{check.detail}: inotify gives no events on {fstype}; "
+                                                    f"set watch.observer to auto or polling")
+            checks.append(check)
+        checks.append(check_folder("spool", config.spool.folder, writable=True))
+        checks.append(check_folder("quarantine", config.quarantine_folder, writable=True))
+    else:
+        checks.append(check_folder("output", config.output.folder, writable=True))
+    return checks
+
+
+def check_broker(mqtt, timeout_s: float = 3.0) -> Check:
+    """A TCP connection to the broker. No MQTT session: one with the daemon's fixed client id would
+    take over the running daemon's session, so credentials and TLS are not tried here."""
+    started = time.perf_counter()
+    try:
+        with socket.create_connection((mqtt.host, mqtt.port), timeout=timeout_s):
+            pass
+    except OSError as error:
+        return Check("broker", FAIL, f"{mqtt.host}:{mqtt.port} is not reachable: {error}")
+    milliseconds = (time.perf_counter() - started) * 1000
+    return Check("broker", OK, f"{mqtt.host}:{mqtt.port} accepts TCP connections ({milliseconds:.0f} ms; "
+                               f"TLS and credentials are checked by the daemon)")
