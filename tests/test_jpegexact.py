@@ -14,6 +14,7 @@ from edge.codec.imageio import decode_image_bytes
 from edge.codec.metadata import source_metadata_from_bytes
 from edge.codec.patches import PatchGrid, blade_cells, cells_to_mask
 from edge.codec.photo import Coders, CodingSettings, compress_pixels, decompress_bundle
+from edge.codec.quality import psnr
 from edge.errors import BundleError, CodingError, InputError
 from edge.synth import render_frame
 from tests.tiny_models import tiny_bitswap_coder, tiny_lossy_coder
@@ -92,6 +93,18 @@ def test_kept_blocks_are_the_cameras_own_and_the_jpeg_keeps_its_exif(coders, tmp
     np.testing.assert_array_equal(kept.Cr[chroma], original.Cr[chroma])
 
 
+@pytest.mark.parametrize("subsampling", ["4:2:2", "4:2:0"])
+def test_jpeg_with_a_background_picture_fills_the_blank_blocks(coders, subsampling):
+    image, mask = render_frame((150, 97), seed=12)
+    _, bundle, decoded, source = code(jpeg_of(image, subsampling), mask, coders)
+    grey = decode_image_bytes(jpegexact.jpeg_bytes(bundle))
+    filled = decode_image_bytes(jpegexact.jpeg_bytes(bundle, background=source))
+    outside = ~decoded.mask
+    np.testing.assert_array_equal(filled[decoded.mask], source[decoded.mask])
+    # the source as background: blank blocks get (almost) the camera's blocks back
+    assert psnr(filled[outside], source[outside]) > 45 > psnr(grey[outside], source[outside])
+
+
 @pytest.mark.parametrize("subsampling", ["4:4:4", "4:2:0"])
 def test_masks_touching_the_borders(coders, subsampling):
     image, _ = render_frame((141, 103), seed=2)
@@ -153,6 +166,7 @@ def arithmetic_coded(data: bytes) -> bytes:
     return data[:at] + b"\xff\xc9" + data[at + 2:]
 
 
+@pytest.mark.slow
 def test_auto_picks_bitswap_for_png_and_refused_jpegs(coders):
     image, mask = render_frame((128, 64), seed=1)
     png = io.BytesIO()

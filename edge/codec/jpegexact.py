@@ -448,11 +448,13 @@ def decompress_regions(bundle: Bundle, cells: np.ndarray, coders) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- a JPEG for JPEG tools
 
-def jpeg_bytes(bundle: Bundle) -> bytes:
-    """A standard JPEG whose blade blocks are the camera's own (other blocks mid-grey), with the
-    source's EXIF, XMP and ICC profile; decoders show the blade cells exactly as the source.
+def jpeg_bytes(bundle: Bundle, background: np.ndarray | None = None) -> bytes:
+    """A standard JPEG whose blade blocks are the camera's own, with the source's EXIF, XMP and
+    ICC profile; any JPEG decoder shows the blade cells exactly as the source.
 
-    Raises BundleError if the bundle has no jpeg-exact blade.
+    The other blocks are mid-grey, or with ``background`` (the decoded photo, uint8 H x W x 3)
+    that picture's DCT quantized with the source's tables. Raises BundleError if the bundle has
+    no jpeg-exact blade.
     """
     if not holds_jpeg_exact(bundle):
         raise BundleError("no jpeg-exact blade region: only JPEG sources coded with --blade "
@@ -461,7 +463,55 @@ def jpeg_bytes(bundle: Bundle) -> bytes:
     if coded.count == 0:
         raise BundleError("the blade region is empty: there are no camera blocks to write", section="stream:blade")
     data = JpegExactCoder().decompress_jpeg(coded)
+    if background is not None:
+        if background.shape != (bundle.height, bundle.width, 3) or background.dtype != np.uint8:
+            raise InputError(f"background must be uint8 {bundle.height}x{bundle.width}x3, got "
+                             f"{background.dtype} {background.shape}")
+        data = _fill_blank_blocks(data, bundle.blade_cells(), background)
     return insert_metadata(data, bundle.source.exif, bundle.source.xmp, bundle.source.icc)
+
+
+# JFIF RGB -> YCbCr, and the 8-point DCT-II matrix that makes JPEG's 2-D DCT ``D @ block @ D.T``.
+_YCBCR = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+_DCT = np.array([[np.sqrt((1 if u == 0 else 2) / 8) * np.cos((2 * x + 1) * u * np.pi / 16) for x in range(8)]
+                 for u in range(8)])
+
+
+def _fill_blank_blocks(kept: bytes, cells: np.ndarray, picture: np.ndarray) -> bytes:
+    """Put ``picture``'s quantized DCT into the blocks the kept-block JPEG left blank."""
+    info = inspect_jpeg(kept)
+    jpeglib = _jpeglib()
+    h_max = max(h for h, _ in info.sampling)
+    v_max = max(v for _, v in info.sampling)
+    ycc = picture.astype(np.float64) @ _YCBCR.T + np.array([0.0, 128.0, 128.0])
+    planes = [ycc[..., 0]] if len(info.sampling) == 1 else [ycc[..., c] for c in range(3)]
+    with _JPEGLIB_LOCK, tempfile.TemporaryDirectory(prefix="edge-jpeg-exact-") as folder:
+        path = Path(folder) / "kept.jpg"
+        path.write_bytes(kept)
+        jpeg = jpeglib.read_dct(str(path))
+        jpeg.load()
+        components = [c for c in (jpeg.Y, jpeg.Cb, jpeg.Cr) if c is not None]
+        maps = kept_block_maps(info, cells, [c.shape[:2] for c in components])
+        for index, (component, keep, plane, (h, v)) in enumerate(zip(components, maps, planes, info.sampling)):
+            table = np.asarray(jpeg.qt[jpeg.quant_tbl_no[index]], dtype=np.float64)
+            blocks = _blocks(plane, v_max // v, h_max // h, component.shape[:2])
+            coefficients = np.einsum("ux,rcxy,vy->rcuv", _DCT, blocks - 128.0, _DCT)
+            quantized = np.clip(np.round(coefficients / table), -1023, 1023).astype(component.dtype)
+            component[~keep] = quantized[~keep]
+        out = Path(folder) / "filled.jpg"
+        jpeg.markers = []
+        jpeg.write_dct(str(out), flags=["+OPTIMIZE_CODING"])
+        return out.read_bytes()
+
+
+def _blocks(plane: np.ndarray, step_y: int, step_x: int, shape: tuple[int, int]) -> np.ndarray:
+    """(rows, cols, 8, 8) blocks of ``plane`` box-downsampled by the steps, edge-padded to ``shape``."""
+    rows, cols = shape
+    height, width = rows * 8 * step_y, cols * 8 * step_x
+    padded = np.pad(plane[:height, :width], ((0, max(height - plane.shape[0], 0)), (0, max(width - plane.shape[1], 0))),
+                    mode="edge")
+    small = padded.reshape(rows * 8, step_y, cols * 8, step_x).mean(axis=(1, 3))
+    return small.reshape(rows, 8, cols, 8).transpose(0, 2, 1, 3)
 
 
 _XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
