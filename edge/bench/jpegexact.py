@@ -37,7 +37,7 @@ from edge.codec import jpegexact
 from edge.codec.container import encode_bundle
 from edge.codec.imageio import read_image, read_mask
 from edge.codec.metadata import source_metadata_from_bytes
-from edge.codec.patches import PatchGrid, cells_to_mask
+from edge.codec.patches import PatchGrid, blade_cells, cells_to_mask
 from edge.codec.photo import Coders, CodingSettings, compress_pixels, decompress_bundle
 from edge.errors import EdgeError, InputError, ModelError
 
@@ -210,7 +210,6 @@ def _bitswap_blade_bytes(image: np.ndarray, cell_mask: np.ndarray, coders: Coder
 
     bitswap = coders.lossless
     grid = PatchGrid(image.shape[0], image.shape[1], bitswap.patch_size)
-    from edge.codec.patches import blade_cells
     flags = blade_cells(cell_mask, grid).ravel()
     coded = bitswap.compress(roi.image_patches(image, grid)[flags])
     return coded.bits // 8

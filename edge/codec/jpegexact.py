@@ -20,6 +20,10 @@ How a photo is coded (``compress_roi``)::
 The cell size is 16 pixels for every supported sampling (factors 1 or 2): a block covers 8 or 16
 pixels, so it lies inside one cell. The bundle's mask grid is this 16-pixel cell grid, so the
 decoded blade region (the union of blade cells) is exactly the region decoded from the JPEG.
+Why not the lossy coder's 256-pixel patches: measured on the 12 dtu-dev photos (drawn masks,
+blade 4-24 %), keeping every block of the blade patches took 0.07-0.34 bpp, keeping the blocks of
+16-pixel blade cells 0.019-0.13 bpp; the partly-blade 256 patches then also go through the
+lossy coder at the background quality, which costs much less than the camera's blocks of grass.
 
 Decoding turns the stream back into that JPEG (bit for bit), decodes it with Pillow (the
 decoder every photo of this project goes through, see :mod:`edge.codec.imageio`), and pastes its
