@@ -19,11 +19,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from edge.codec.lossy.model import LAMBDAS, HyperpriorEASN, LossyConfig, gaussian_likelihood
-from edge.errors import InputError
+from edge.codec.lossy.model import LAMBDAS, LIKELIHOOD_MIN, HyperpriorEASN, LossyConfig, gaussian_likelihood
+from edge.errors import EdgeError, InputError
 from edge.train.data import list_images, random_crop, read_rgb, split_paths
 
 log = logging.getLogger(__name__)
+
+
+class TrainingError(EdgeError):
+    """Training cannot go on (it diverges whatever the learning rate)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,7 +103,10 @@ def validate(model: HyperpriorEASN, crops: torch.Tensor) -> dict:
         y_hat = torch.round(model.g_a(crops) * gain)
         z_hat = torch.round(model.h_a(y_hat))
         scales = torch.exp(model.h_s(z_hat))
-        bits = -(torch.log2(gaussian_likelihood(y_hat, scales)).sum() + torch.log2(model.prior_z.likelihood(z_hat)).sum())
+        # The coder sends far-out values as escapes; the same floor as in training stands in for them.
+        y_likelihood = gaussian_likelihood(y_hat, scales).clamp_min(LIKELIHOOD_MIN)
+        z_likelihood = model.prior_z.likelihood(z_hat).clamp_min(LIKELIHOOD_MIN)
+        bits = -(torch.log2(y_likelihood).sum() + torch.log2(z_likelihood).sum())
         x_hat = model.g_s(y_hat * inv_gain).clamp(0, 1)
         x_hat = torch.round(x_hat * 255) / 255
         mse = (x_hat - crops).pow(2).mean().item()
@@ -157,6 +164,9 @@ def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int,
                 model.load_state_dict(checkpoint["model"])
                 optimizer.load_state_dict(checkpoint["optimizer"])
             state["lr"] /= 2
+            if state["lr"] < lr / 1000:
+                raise TrainingError(f"training keeps blowing up (lr now {state['lr']:.2g}); "
+                                    f"inspect {run_dir} and restart with a lower --lr")
             for group in optimizer.param_groups:
                 group["lr"] = state["lr"]
             running = None
