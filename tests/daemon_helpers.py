@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import paho.mqtt.client as paho
 from PIL import Image
 
 from edge.config import EdgeConfig, OffshoreConfig
@@ -114,3 +116,18 @@ def arrivals(output: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def retained(port: int, topic: str, timeout: float = 5.0) -> bytes | None:
+    """The retained message on a topic (None if there is none)."""
+    got = {}
+    done = threading.Event()
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+    client.on_message = lambda c, u, m: (got.setdefault("payload", bytes(m.payload)), done.set())
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    done.wait(timeout)
+    client.disconnect()
+    client.loop_stop()
+    return got.get("payload")

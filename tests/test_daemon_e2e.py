@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
-import paho.mqtt.client as paho
 import pytest
 from PIL import Image
 
 from daemon_helpers import (FLIGHT_START, arrivals, decoded_source, edge_config, offshore_config,
-                            photo_pixels, wait_for, write_mask, write_photo)
+                            photo_pixels, retained, wait_for, write_mask, write_photo)
 from edge.daemon.journal import Journal
 from edge.daemon.mqtt import Topics
 from edge.daemon.pipeline import EdgeDaemon
@@ -53,21 +51,6 @@ def running():
         yield started
     finally:
         started.stop_all()
-
-
-def retained(port: int, topic: str, timeout: float = 5.0) -> bytes | None:
-    """The retained message on a topic (None if there is none)."""
-    got = {}
-    done = threading.Event()
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-    client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
-    client.on_message = lambda c, u, m: (got.setdefault("payload", bytes(m.payload)), done.set())
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    done.wait(timeout)
-    client.disconnect()
-    client.loop_stop()
-    return got.get("payload")
 
 
 def journal_states(config) -> dict:

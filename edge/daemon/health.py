@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from typing import Callable
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class Notifier:
         try:
             if self._socket is None:
                 self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                self._socket.setblocking(False)     # never let a full socket stall the main loop
             self._socket.sendto("\n".join(lines).encode("utf-8"), self.address)
             return True
         except OSError as error:
@@ -78,16 +80,53 @@ class Notifier:
             self._socket = None
 
 
-def install_stop_signals(stop: Callable[[], None]) -> dict:
-    """SIGTERM and SIGINT call ``stop`` (main thread only); returns the previous handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    previous = {}
-    for number in (signal.SIGTERM, signal.SIGINT):
-        previous[number] = signal.signal(number, lambda signum, frame: stop())
-    return previous
+
+class StopSignals:
+    """SIGTERM and SIGINT ask the main loop to stop.
+
+    The handler only sets a flag: taking a lock in a signal handler (``threading.Event.set``
+    does) dead-locks when the signal lands while the main thread holds that same lock, for
+    instance inside ``Event.wait``. The main loop (:func:`supervise`) polls the flag.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._previous: dict = {}
+
+    def install(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGTERM, signal.SIGINT):
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def restore(self) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous.clear()
 
 
-def restore_signals(previous: dict) -> None:
-    for number, handler in previous.items():
-        signal.signal(number, handler)
+def supervise(stop: threading.Event, signals: StopSignals, notifier: Notifier, period_s: float,
+              problem: Callable[[], str], status: Callable[[], str]) -> int:
+    """The main loop of a service: every ``period_s`` (at most half the watchdog period) ask
+    ``problem()``; if it names one, log it and return 1 (systemd restarts the service) without
+    pinging the watchdog again; else ping it and update the status line. Returns 0 when a
+    signal or the stop event asks to stop.
+    """
+    if notifier.watchdog_s is not None:
+        period_s = min(period_s, notifier.watchdog_s)
+    next_check = time.monotonic() + period_s
+    while not stop.is_set() and not signals.requested:
+        time.sleep(min(0.05, period_s))
+        if time.monotonic() < next_check:
+            continue
+        next_check = time.monotonic() + period_s
+        trouble = problem()
+        if trouble:
+            log.error("%s; exiting so that the service restarts", trouble)
+            return 1
+        notifier.watchdog()
+        notifier.status(status())
+    return 0

@@ -21,7 +21,7 @@ from typing import Any, Callable
 from edge.config import EdgeConfig
 from edge.daemon.coding import Coder, resolve_coder
 from edge.daemon.grouping import SurfaceGrouper
-from edge.daemon.health import Notifier, install_stop_signals, restore_signals
+from edge.daemon.health import Notifier, StopSignals, supervise
 from edge.daemon.journal import IN_SPOOL, Journal, PhotoRecord
 from edge.daemon.publisher import Publisher
 from edge.daemon.segmentation import Segmenter, make_segmenter
@@ -185,25 +185,18 @@ def run_daemon(config: EdgeConfig, coder: Coder | None = None, settings: Any = N
     """
     notifier = notifier or Notifier()
     daemon = EdgeDaemon(config, coder, settings, segmenter, coders)
-    handlers = install_stop_signals(daemon.request_stop)
-    exit_code = 0
+    signals = StopSignals().install()
     try:
         daemon.start()
         notifier.ready(daemon.status_line())
-        interval = min(tick_s, notifier.watchdog_s or tick_s)
-        while not daemon.stop_event.wait(interval):
+
+        def problem() -> str:
             dead = daemon.dead_stages()
-            if dead:
-                log.error("stage(s) %s stopped unexpectedly; exiting so that the service restarts",
-                          ", ".join(dead))
-                exit_code = 1
-                break
-            notifier.watchdog()
-            notifier.status(daemon.status_line())
+            return f"stage(s) {', '.join(dead)} stopped unexpectedly" if dead else ""
+
+        return supervise(daemon.stop_event, signals, notifier, tick_s, problem, daemon.status_line)
     finally:
         notifier.stopping("stopping: finishing the photo in hand")
         daemon.stop(progress=notifier.extend_timeout)
-        restore_signals(handlers)
+        signals.restore()
         notifier.close()
-    return exit_code
-

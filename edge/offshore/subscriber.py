@@ -23,7 +23,7 @@ from typing import Callable
 
 from edge.codec.container import decode_bundle
 from edge.config import OffshoreConfig
-from edge.daemon.health import Notifier, install_stop_signals, restore_signals
+from edge.daemon.health import Notifier, StopSignals, supervise
 from edge.daemon.mqtt import Ack, ChunkFormatError, MqttLink, Received, Topics, parse_chunk
 from edge.errors import EdgeError
 from edge.offshore.decode import DecodedImage, PhotoDecoder
@@ -200,23 +200,21 @@ def run_subscriber(config: OffshoreConfig, decode: Callable[..., DecodedImage] |
     """Run until SIGTERM/SIGINT; systemd READY/WATCHDOG/STOPPING like the edge daemon."""
     notifier = notifier or Notifier()
     subscriber = Subscriber(config, decode)
-    handlers = install_stop_signals(subscriber.stop_event.set)
-    exit_code = 0
+    signals = StopSignals().install()
     try:
         subscriber.start()
         notifier.ready(f"listening on {subscriber.link.subscriptions[0]}")
-        interval = min(tick_s, notifier.watchdog_s or tick_s)
-        while not subscriber.stop_event.wait(interval):
-            if not subscriber.alive:
-                log.error("a decoder thread stopped unexpectedly; exiting so that the service restarts")
-                exit_code = 1
-                break
-            notifier.watchdog()
-            notifier.status(f"{subscriber.written} photos written, {subscriber.refused} refused; broker "
-                            f"{'connected' if subscriber.link.connected else 'not connected'}")
+
+        def problem() -> str:
+            return "" if subscriber.alive else "a decoder thread stopped unexpectedly"
+
+        def status() -> str:
+            return (f"{subscriber.written} photos written, {subscriber.refused} refused; broker "
+                    f"{'connected' if subscriber.link.connected else 'not connected'}")
+
+        return supervise(subscriber.stop_event, signals, notifier, tick_s, problem, status)
     finally:
         notifier.stopping()
         subscriber.stop()
-        restore_signals(handlers)
+        signals.restore()
         notifier.close()
-    return exit_code
