@@ -272,7 +272,7 @@ def check_folder(name: str, path: Path, writable: bool, may_be_absent: bool = Fa
         parent = _nearest_existing(path)
         if may_be_absent:
             return Check(name, WARN, f"{path} does not exist (yet): card not inserted or not mounted?")
-        if writable and os.access(parent, os.W_OK):
+        if writable and parent.is_dir() and os.access(parent, os.W_OK):
             return Check(name, OK, f"{path} will be created (in {parent})")
         return Check(name, FAIL, f"{path} does not exist and cannot be created in {parent}")
     point, fstype = mount_of(path)
