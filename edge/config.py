@@ -370,13 +370,18 @@ def _load(path: Path, schema: type[Section]):
                 message = "unknown key (check the spelling; see deploy/ for the valid keys)"
             elif problem["type"] == "missing":
                 message = "required key is missing"
-            elif "input" in problem and not isinstance(problem["input"], (dict, list)):
+            elif "input" in problem and not isinstance(problem["input"], (dict, list)) and not _secret(loc):
                 message += f" (got {problem['input']!r})"
             messages.append(f"{where}: {key_path}: {message}")
         failure = ConfigError("\n".join(messages))    # each line already names file, line and key
         failure.key_path = ".".join(str(part) for part in error.errors()[0]["loc"])
         failure.source = str(path)
         raise failure from None
+
+
+def _secret(loc: tuple) -> bool:
+    """Is this key path a secret, whose value must not be echoed in an error?"""
+    return any(word in str(part).lower() for part in loc for word in ("password", "secret", "token"))
 
 
 def _key_lines(node) -> dict[tuple, int]:
