@@ -33,6 +33,15 @@ def make_tiny_model(pixel_stages: int) -> BitswapVAE:
     return model.eval()
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One thread unless a test says otherwise (the machine is shared; OpenMP waits badly when it is busy)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
 def tiny_model() -> BitswapVAE:
     return make_tiny_model(pixel_stages=4)
@@ -45,14 +54,15 @@ def test_round_trip_reference_model_other_depths(levels):
     model = BitswapVAE(BitswapConfig(width=8, depth=1, levels=levels, pixel_stages=1)).eval()
     patches = np.stack([smooth_image(64, 64, seed).transpose(2, 0, 1) for seed in range(2)])
     seeds = random_seeds(1)
-    streams = encode_patches(model, patches, seeds)
-    decoded, remaining = decode_patches(model, streams, len(patches))
+    nets = CanonicalNetworks(model, latent_bins=256)
+    streams = encode_patches(nets, patches, seeds)
+    decoded, remaining = decode_patches(nets, streams, len(patches))
     assert np.array_equal(decoded, patches) and np.array_equal(remaining[0], seeds[0])
 
 
 @pytest.fixture(scope="module")
 def nets(tiny_model) -> CanonicalNetworks:
-    return CanonicalNetworks(tiny_model)
+    return CanonicalNetworks(tiny_model, latent_bins=256)   # fewer bins: faster tests
 
 
 def smooth_image(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -94,7 +104,7 @@ def test_round_trip_real_crop(tiny_model):
 
     frame = cv2.cvtColor(cv2.imread(str(WTA_HELD_OUT_FRAME)), cv2.COLOR_BGR2RGB)
     crop = np.ascontiguousarray(frame[500:563, 900:1030])          # 63 x 130: padded on both axes
-    coder = BitswapCoder(tiny_model, streams=2)
+    coder = BitswapCoder(tiny_model, streams=2, latent_bins=256)
     assert np.array_equal(coder.decompress_image(coder.compress_image(crop)), crop)
 
 
@@ -105,7 +115,7 @@ def test_seeded_by_another_stream_gives_its_words_back(tiny_model):
     gaussian = constriction.stream.model.QuantizedGaussian(-100, 100)
     background.encode_reverse(symbols, gaussian, np.zeros(100), np.full(100, 20.0))
     seed = background.get_compressed()
-    coder = BitswapCoder(tiny_model)
+    coder = BitswapCoder(tiny_model, latent_bins=256)
     patches = smooth_image(64, 128).reshape(64, 2, 64, 3).transpose(1, 3, 0, 2).copy()
     coded = coder.compress(patches, initial_words=[seed])
     assert coded.params["mode"] == "seeded" and len(coded.streams[0]) > 4 * len(seed)
@@ -145,9 +155,9 @@ def test_same_stream_whatever_the_batch(nets):
 @pytest.mark.slow
 def test_process_pool_matches_local_coding(tiny_model):
     image = smooth_image(64, 64 * 3)
-    local = BitswapCoder(tiny_model, streams=3).compress_image(image)
+    local = BitswapCoder(tiny_model, streams=3, latent_bins=256).compress_image(image)
     with StreamPool(2) as pool:
-        parallel = BitswapCoder(tiny_model, streams=3, pool=pool)
+        parallel = BitswapCoder(tiny_model, streams=3, pool=pool, latent_bins=256)
         coded = parallel.compress_image(image)
         assert coded.streams == local.streams
         assert np.array_equal(parallel.decompress_image(coded), image)
@@ -155,7 +165,7 @@ def test_process_pool_matches_local_coding(tiny_model):
 
 def test_damaged_stream_raises_coding_error(tiny_model):
     image = smooth_image(64, 64)
-    coder = BitswapCoder(tiny_model)
+    coder = BitswapCoder(tiny_model, latent_bins=256)
     coded = coder.compress_image(image)
     data = bytearray(coded.streams[0])
     data[len(data) // 2] ^= 0x10

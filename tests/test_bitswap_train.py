@@ -14,6 +14,14 @@ from edge.errors import ConfigError
 from edge.train import lossless
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture()
 def data_dir(tmp_path):
     images = tmp_path / "data" / "images"
@@ -35,7 +43,6 @@ def train_args(data_dir, ckpt_dir, steps: int) -> argparse.Namespace:
 
 
 def test_train_resume_export_and_code(data_dir, tmp_path):
-    torch.set_num_threads(1)
     ckpt = tmp_path / "ckpt"
     assert lossless.run(train_args(data_dir, ckpt, 2)) == 0
     assert (ckpt / "last.pt").exists() and (ckpt / "best.pt").exists()
@@ -50,7 +57,7 @@ def test_train_resume_export_and_code(data_dir, tmp_path):
     assert model.config.width == 4 and model.config.pixel_stages == 4
     assert all(p.dtype == torch.float16 for p in torch.load(weights, weights_only=True)["state_dict"].values())
     patches = np.random.default_rng(1).integers(0, 256, (1, 3, 64, 64), dtype=np.uint8)
-    coder = BitswapCoder(model)
+    coder = BitswapCoder(model, latent_bins=256)
     assert np.array_equal(coder.decompress(coder.compress(patches)), patches)
 
 
@@ -68,9 +75,9 @@ def test_elbo_is_finite_and_trains_down():
     model = BitswapVAE(BitswapConfig(width=8, depth=1, pixel_stages=4))
     x = torch.from_numpy(cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8),
                                           (7, 7), 2).transpose(2, 0, 1).copy())[None].repeat(4, 1, 1, 1)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
     losses = []
-    for _ in range(30):
+    for _ in range(15):
         loss = bits_per_subpixel(model(x), 64)
         optimizer.zero_grad()
         loss.backward()

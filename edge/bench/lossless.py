@@ -183,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sequential", type=int, default=2, help="crops also coded in sequential mode")
     parser.add_argument("--workers", type=int, default=2, help="processes of the stream pool")
     parser.add_argument("--streams", type=int, default=0, help="streams per crop in parallel mode (0: auto)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads for the networks (0: torch's default)")
     parser.add_argument("--checkpoint", help="a training checkpoint instead of the shipped weights")
     parser.add_argument("--no-elbo", action="store_true", help="skip the model's ELBO estimate")
     parser.add_argument("--json", help="write the results to this JSON file")
@@ -196,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
 
         from edge.codec.bitswap.coder import BitswapCoder
 
+        if args.threads:
+            torch.set_num_threads(args.threads)
         model, weights_id = load_model(args)
         streams = args.streams or None
         parallel = BitswapCoder(model, pool=pool, streams=streams)
