@@ -328,3 +328,27 @@ def test_tensorrt_engines_build_select_and_code(tmp_path):
     np.testing.assert_array_equal(decoder.decode_latents(coded), sent.y_hat)
     torch_pixels = decoder.synthesize(sent.y_hat, 5)
     assert np.abs(encoder.synthesize(sent.y_hat, 5).astype(int) - torch_pixels.astype(int)).max() <= 2
+
+
+def test_long_builds_keep_extending_the_systemd_timeout(tmp_path):
+    import socket
+    import time
+
+    from edge.daemon.health import Notifier
+    from edge.runtime.tensorrt import systemd_keepalive
+    address = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(address)
+        server.settimeout(2.0)
+        notifier = Notifier({"NOTIFY_SOCKET": address})
+        with systemd_keepalive(notifier, every_s=0.05, extend_s=10):
+            time.sleep(0.3)                                  # stands for a long engine build
+        messages = []
+        server.settimeout(0.2)
+        try:
+            while True:
+                messages.append(server.recv(256).decode())
+        except socket.timeout:
+            pass
+        notifier.close()
+    assert len(messages) >= 3 and set(messages) == {"EXTEND_TIMEOUT_USEC=10000000"}
