@@ -24,7 +24,8 @@ def encoder(name: str, parameter):
     if name == "jpeg2000":
         return lambda a: imagecodecs.jpeg2k_encode(a, level=parameter), imagecodecs.jpeg2k_decode
     if name == "webp":
-        return lambda a: imagecodecs.webp_encode(a, level=parameter), imagecodecs.webp_decode
+        # lossless=False: this imagecodecs' webp_encode codes losslessly unless told otherwise.
+        return lambda a: imagecodecs.webp_encode(a, level=parameter, lossless=False), imagecodecs.webp_decode
     if name == "jpegxl":
         return lambda a: imagecodecs.jpegxl_encode(a, distance=parameter, effort=7), imagecodecs.jpegxl_decode
     if name == "avif":

@@ -1,0 +1,391 @@
+"""One photo through the whole pipeline, every stage timed, next to classical codecs.
+
+Per photo (:func:`measure_image`)::
+
+    read + decode the source file                          decode_input
+    blade mask: a mask file, or BU-Netv2 + post-processing seg_unet, seg_fill, seg_forest,
+                                                           seg_fill_final, seg_upscale
+    centre crop (--crop; the segmentation saw the whole photo)
+    for each mode (lossy-roi, lossless-roi, ...):
+        code the photo into a bundle                       mask_code, background, blade (or whole)
+        write the bundle durably (fsync)                   bundle_write
+        read and decode it, as the offshore side does      offshore_decode
+        Bit-swap alone on the same blade, one chain        blade_sequential_encode/_decode
+        (the reference's sequential mode; first --sequential photos)
+        rates per region, PSNR and MS-SSIM of blade / background / whole, peak memory
+    classical: lossless codecs on the blade patches, two-layer classical ROI bundles
+    RD curves: our lossy coder at every quality level and JPEG 2000 / WebP / JPEG XL / AVIF
+        sweeps on a centre crop (--rd-crop), BD-rates of ours against each
+
+Regions: ``blade`` = the mask's pixels, ``background`` = the pixels outside the blade patches of
+the lossy coder's grid (what the background coder codes), ``whole`` = every pixel. Region rates
+are bits per pixel of the region the mode codes (``blade``: its blade cells). In lossless-ROI
+bundles the blade streams carry the background streams that seeded them; the background's own
+bits are what the lossy coder makes of the background patches alone (deterministic), the blade's
+the rest.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edge.bench import baselines
+from edge.bench.classical import SWEEPS, bd_rate, rd_points
+from edge.bench.lossless import centre_crop
+from edge.bench.lossy import our_points
+from edge.bench.memory import PeakMemory
+from edge.codec.container import read_bundle, write_bundle
+from edge.codec.imageio import read_image, read_mask
+from edge.codec.maskcode import encode_mask
+from edge.codec.metadata import source_metadata_from_bytes
+from edge.codec.patches import PatchGrid, blade_cells, cells_to_mask
+from edge.codec.photo import CodingSettings, Coders, compress_pixels, decompress_bundle
+from edge.codec.quality import psnr
+from edge.codec.roi import image_from_patches, image_patches, split_patches
+from edge.errors import EdgeError, InputError
+
+MODES = ("lossy-roi", "lossless-roi", "jpeg-exact-roi", "lossy", "lossless")
+DEFAULT_MODES = ("lossy-roi", "lossless-roi")
+LOSSLESS_BLADE = {"lossless-roi", "jpeg-exact-roi", "lossless"}
+SEGMENT_STEPS = {"unet": "seg_unet", "fill": "seg_fill", "forest": "seg_forest",
+                 "final": "seg_fill_final", "upscale": "seg_upscale"}
+EDGE_STAGES = ("mask_code", "background", "blade", "whole", "bundle_write")
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    modes: tuple[str, ...] = DEFAULT_MODES
+    crop: int = 0                      # centre crop side in pixels after segmentation (0: whole photo)
+    rd_crop: int = 1024                # centre crop of the coded image for the RD sweeps (0: all of it)
+    bg_quality: int = 0
+    blade_quality: int | None = None   # None: lowest level whose blade PSNR reaches blade_psnr
+    blade_psnr: float = 40.0
+    sequential: int = 1                # photos whose blade is also coded by Bit-swap's sequential mode
+    classical: bool = True             # lossless blade codecs and two-layer classical ROI
+    rd: bool = True                    # RD sweeps and BD-rates
+    roi_codec: str = "avif"
+
+    def __post_init__(self):
+        unknown = [m for m in self.modes if m not in MODES]
+        if unknown or not self.modes:
+            raise InputError(f"unknown mode(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(MODES)}")
+        if self.roi_codec not in baselines.LADDERS:
+            raise InputError(f"unknown classical ROI codec {self.roi_codec!r} "
+                             f"(choose from {', '.join(baselines.LADDERS)})")
+
+    def key(self, weights: dict) -> str:
+        """Identifies the settings a row was measured with (resuming mixes no settings)."""
+        text = repr(sorted({**asdict(self), "sequential": None, "weights": weights}.items()))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class BenchModels:
+    """The models of one run: coders shared by every photo, and what else a stage needs."""
+
+    coders: Coders
+    bitswap_sequential: object | None = None   # a BitswapCoder with one stream and no pool
+    segmenter: object | None = None            # BU-Netv2 when masks come from segmentation
+    masks_dir: Path | None = None
+    worker_pids: list[int] = field(default_factory=list)
+
+
+class _Clock:
+    """Named wall-clock stages; ``progress`` hears each stage's name as it starts."""
+
+    def __init__(self, progress: Callable[[str], None] | None):
+        self.seconds: dict[str, float] = {}
+        self.progress = progress or (lambda stage: None)
+
+    def run(self, stage: str, function, *args, **kwargs):
+        self.progress(stage)
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
+
+
+def find_mask(masks_dir: Path, image_path: Path) -> Path:
+    for name in (f"{image_path.stem}.png", f"{image_path.stem}.mask.png", f"{image_path.stem}.PNG"):
+        candidate = Path(masks_dir) / name
+        if candidate.exists():
+            return candidate
+    raise InputError(f"no mask {image_path.stem}.png in {masks_dir}", str(image_path))
+
+
+def crop_window(height: int, width: int, size: int) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the centred crop :func:`edge.bench.lossless.centre_crop` takes."""
+    if size <= 0:
+        return 0, 0, height, width
+    size = min(size, height // 64 * 64, width // 64 * 64)
+    return (height - size) // 2 // 16 * 16, (width - size) // 2 // 16 * 16, size, size
+
+
+def settings_for(mode: str, options: BenchOptions, blade_quality: int) -> CodingSettings:
+    if mode == "lossy-roi":
+        return CodingSettings(mode="roi", blade="lossy", bg_quality=options.bg_quality, blade_quality=blade_quality)
+    if mode == "lossless-roi":
+        return CodingSettings(mode="roi", blade="lossless", bg_quality=options.bg_quality)
+    if mode == "jpeg-exact-roi":
+        return CodingSettings(mode="roi", blade="jpeg-exact", bg_quality=options.bg_quality)
+    if mode == "lossy":   # the whole photo at the blade's quality: what it costs without ROI
+        return CodingSettings(mode="lossy", quality=blade_quality)
+    return CodingSettings(mode="lossless")
+
+
+def choose_blade_quality(image: np.ndarray, mask: np.ndarray, lossy, target_psnr: float) -> dict:
+    """The lowest quality level whose blade PSNR (mask pixels) reaches ``target_psnr`` (bisection)."""
+    grid = PatchGrid(image.shape[0], image.shape[1], lossy.patch_size)
+    cells = blade_cells(mask, grid).ravel()
+    if not cells.any():
+        return {"level": lossy.levels - 1, "psnr": None, "reached": False, "tried": {}}
+    patches = image_patches(image, grid)
+    tried: dict[int, float] = {}
+
+    def blade_psnr(level: int) -> float:
+        if level not in tried:
+            decoded_patches = patches.copy()
+            decoded_patches[cells] = lossy.decompress(lossy.compress(patches[cells], level))
+            tried[level] = psnr(image, image_from_patches(decoded_patches, grid), mask)
+        return tried[level]
+
+    index, reached = baselines.lowest_step(list(range(lossy.levels)), lambda lv: blade_psnr(lv) >= target_psnr)
+    return {"level": index, "psnr": tried.get(index), "reached": reached, "tried": tried}
+
+
+def measure_image(path: Path, options: BenchOptions, models: BenchModels, index: int = 0,
+                  progress: Callable[[str], None] | None = None) -> dict:
+    """Every number of one photo (see the module doc); a mode that fails records its error."""
+    path = Path(path)
+    clock = _Clock(progress)
+    image, data = clock.run("decode_input", read_image, path)
+    metadata = source_metadata_from_bytes(data, path.name, str(path))
+    source_height, source_width = image.shape[:2]
+    row = {"image": path.name, "path": str(path),
+           "source": {"bytes": len(data), "width": source_width, "height": source_height,
+                      "pixels": source_width * source_height}}
+
+    memory = PeakMemory(models.worker_pids)
+    if models.masks_dir is not None:
+        mask = read_mask(find_mask(models.masks_dir, path), image.shape[:2])
+        row["mask_source"] = "file"
+    elif models.segmenter is not None:
+        from edge.segment.pipeline import segment_surface
+
+        memory.start()
+        segmented = clock.run("segmentation", segment_surface, [image], models.segmenter)
+        del clock.seconds["segmentation"]
+        for step, stage in SEGMENT_STEPS.items():
+            clock.seconds[stage] = segmented.seconds.get(step, 0.0)
+        mask = segmented.masks[0]
+        row["mask_source"] = "segmentation"
+        row["segmentation_memory"] = memory.read()
+    else:
+        raise InputError("no blade mask: give --masks DIR or install the BU-Netv2 weights", str(path))
+
+    top, left, height, width = crop_window(source_height, source_width, options.crop)
+    cropped = (height, width) != (source_height, source_width)
+    image = np.ascontiguousarray(image[top:top + height, left:left + width])
+    mask = np.ascontiguousarray(mask[top:top + height, left:left + width])
+    grid = PatchGrid(height, width, models.coders.lossy.patch_size)
+    cells = cells_to_mask(blade_cells(mask, grid), grid)
+    row.update(crop={"top": top, "left": left, "height": height, "width": width, "cropped": cropped},
+               width=width, height=height, pixels=width * height,
+               blade_fraction=float(mask.mean()), blade_cell_fraction=float(cells.mean()))
+    row["stages"] = dict(clock.seconds)
+
+    blade_quality = options.blade_quality
+    if any(m in ("lossy-roi", "lossy") for m in options.modes):
+        if blade_quality is None:
+            (progress or (lambda s: None))("choose blade quality")
+            choice = choose_blade_quality(image, mask, models.coders.lossy, options.blade_psnr)
+            blade_quality = choice["level"]
+            row["blade_quality_search"] = choice
+        row["blade_quality"] = blade_quality
+
+    context = _ImageContext(image, mask, cells, grid, metadata, None if cropped else data, options)
+    row["modes"] = {}
+    for mode in options.modes:
+        try:
+            row["modes"][mode] = measure_mode(mode, context, models, blade_quality, clock,
+                                              sequential=index < options.sequential)
+        except EdgeError as error:   # one failing mode must not hide the others' numbers
+            row["modes"][mode] = {"error": f"{type(error).__name__}: {error}"}
+
+    source_bpp = 8 * len(data) / (source_width * source_height)
+    for measured in row["modes"].values():
+        if "bpp" in measured:   # with --crop: the source file's bits per pixel over the whole photo
+            measured["source_ratio"] = source_bpp / measured["bpp"]["total"]
+            measured["full_size_bytes"] = measured["bpp"]["total"] * source_width * source_height / 8
+
+    if options.classical:
+        (progress or (lambda s: None))("classical")
+        row["classical"] = measure_classical(context, row["modes"])
+    if options.rd:
+        (progress or (lambda s: None))("rd sweeps")
+        row["rd"] = measure_rd(centre_crop(image, options.rd_crop), models.coders.lossy)
+    return row
+
+
+@dataclass
+class _ImageContext:
+    image: np.ndarray
+    mask: np.ndarray
+    cells: np.ndarray                   # blade patches of the lossy grid, pixel mask
+    grid: PatchGrid
+    metadata: object
+    source_bytes: bytes | None          # the photo file, when the whole photo is coded
+    options: BenchOptions
+    background_bits: int | None = None  # the lossy coder's bits for the background patches alone
+
+
+def measure_mode(mode: str, context: _ImageContext, models: BenchModels, blade_quality, clock: _Clock,
+                 sequential: bool) -> dict:
+    settings = settings_for(mode, context.options, blade_quality)
+    coders = models.coders
+    memory = PeakMemory(models.worker_pids)
+    image, mask = context.image, context.mask
+
+    clock.progress(f"{mode}: code")
+    memory.start()
+    result = compress_pixels(image, context.metadata, settings, coders, mask if settings.mode == "roi" else None,
+                             source_bytes=context.source_bytes)
+    bundle = result.bundle
+    encode_memory = memory.read()
+    stages = {("whole" if key == "code" else key): value for key, value in result.report["seconds"].items()}
+    started = time.perf_counter()
+    mask_code = encode_mask(blade_cells(mask, bundle.grid))   # the mask code compress_pixels wrote
+    stages["mask_code"] = time.perf_counter() - started
+
+    with tempfile.TemporaryDirectory(prefix="edge-bench-") as folder:
+        target = Path(folder) / "photo.edgb"
+        clock.progress(f"{mode}: write")
+        started = time.perf_counter()
+        write_bundle(target, bundle)
+        stages["bundle_write"] = time.perf_counter() - started
+        bundle_bytes = target.stat().st_size
+        clock.progress(f"{mode}: decode")
+        memory.start()
+        started = time.perf_counter()
+        decoded = decompress_bundle(read_bundle(target), coders)
+        stages["offshore_decode"] = time.perf_counter() - started
+        decode_memory = memory.read()
+
+    clock.progress(f"{mode}: quality")
+    pixels = image.shape[0] * image.shape[1]
+    coded_cells = decoded.mask                 # blade cells of the bundle's own grid
+    out = {"settings": asdict(settings), "stages": stages,
+           "memory": {"encode": encode_memory, "decode": decode_memory},
+           "bytes": {"bundle": bundle_bytes, "mask": len(mask_code)},
+           "blade_cell_pixels": int(coded_cells.sum()),
+           "quality": baselines.region_quality(image, decoded.image, mask, ~context.cells)}
+    out["bits"] = {**_region_bits(mode, result.report["regions"], context, coders, settings),
+                   "mask": 8 * len(mask_code)}
+    out["bits"]["container"] = 8 * bundle_bytes - sum(out["bits"].values())   # header, metadata, framing
+    out["bpp"] = {"total": 8 * bundle_bytes / pixels}
+    if "blade" in out["bits"] and coded_cells.any():
+        out["bpp"]["blade"] = out["bits"]["blade"] / int(coded_cells.sum())
+    if "background" in out["bits"] and not coded_cells.all():
+        out["bpp"]["background"] = out["bits"]["background"] / int((~coded_cells).sum())
+    if "whole" in out["bits"]:
+        out["bpp"]["whole"] = out["bits"]["whole"] / pixels
+    if mode == "lossless":
+        out["blade_exact"] = bool(np.array_equal(decoded.image, image))
+    elif mode in LOSSLESS_BLADE:
+        out["blade_exact"] = bool(np.array_equal(decoded.image[coded_cells], image[coded_cells]))
+    if mode == "lossless-roi" and sequential and models.bitswap_sequential is not None and context.cells.any():
+        clock.progress(f"{mode}: sequential Bit-swap")
+        out["sequential"] = measure_sequential(context, models.bitswap_sequential, stages.get("blade"))
+    return out
+
+
+def _region_bits(mode: str, regions: dict, context: _ImageContext, coders: Coders, settings) -> dict:
+    bits = {name: int(region["bits"]) for name, region in regions.items()}
+    if mode in ("lossy-roi", "lossless-roi"):
+        background_alone = _background_bits(context, coders, settings.bg_quality, regions)
+        if mode == "lossless-roi":   # the blade streams carry the background streams that seeded them
+            bits["blade"] = bits["blade"] + bits["background"] - background_alone
+            bits["background"] = background_alone
+    return bits
+
+
+def _background_bits(context: _ImageContext, coders: Coders, quality: int, regions: dict) -> int:
+    if context.background_bits is None:
+        background = regions.get("background", {})
+        if background.get("coder") == "lossy" and "carried_by_blade" not in background.get("params", {}):
+            context.background_bits = int(background["bits"])
+        else:   # code the background patches alone (not timed; same call the ROI coder makes)
+            patches = image_patches(context.image, context.grid)[~blade_cells(context.mask, context.grid).ravel()]
+            context.background_bits = coders.lossy.compress(patches, quality).bits
+    return context.background_bits
+
+
+def measure_sequential(context: _ImageContext, bitswap, parallel_seconds: float | None) -> dict:
+    """Bit-swap's sequential mode (one stream, one process) on the same blade sub-patches."""
+    flags = blade_cells(context.mask, context.grid).ravel()
+    sub = split_patches(image_patches(context.image, context.grid)[flags], bitswap.patch_size)
+    started = time.perf_counter()
+    coded = bitswap.compress(sub)
+    encode_s = time.perf_counter() - started
+    started = time.perf_counter()
+    decoded = bitswap.decompress(coded)
+    decode_s = time.perf_counter() - started
+    out = {"sub_patches": len(sub), "encode_s": encode_s, "decode_s": decode_s, "bits": coded.bits,
+           "exact": bool(np.array_equal(decoded, sub))}
+    if parallel_seconds:
+        out["encode_speedup"] = encode_s / parallel_seconds
+    return out
+
+
+def measure_classical(context: _ImageContext, modes: dict) -> dict:
+    """Lossless codecs on the blade patches, and the two-layer classical ROI matched to our modes."""
+    image, mask, cells = context.image, context.mask, context.cells
+    mask_bytes = len(encode_mask(blade_cells(mask, context.grid)))
+    out = {"lossless_blade": baselines.lossless_blade(image, cells)}
+    for ours, blade in (("lossy-roi", "lossy"), ("lossless-roi", "lossless")):
+        measured = modes.get(ours, {})
+        target = measured.get("quality", {}).get("background", {}).get("psnr")
+        if target is None:
+            continue
+        out[f"roi_{blade}"] = baselines.two_layer_roi(
+            image, mask, cells, mask_bytes, target, context.options.roi_codec, blade, context.options.blade_psnr,
+            out["lossless_blade"])
+        out[f"roi_{blade}"]["matches"] = ours
+    return out
+
+
+def measure_rd(image: np.ndarray, lossy) -> dict:
+    """Whole-image RD points of ours (every level) and of each classical sweep; BD-rates of ours."""
+    out = {"height": image.shape[0], "width": image.shape[1],
+           "ours": our_points(lossy, image, list(range(lossy.levels)))}
+    out["bd_rate"] = {}
+    for name in SWEEPS:
+        try:
+            out[name] = rd_points(image, name)
+            out["bd_rate"][name] = bd_rate(out[name], out["ours"])
+        except Exception as error:  # a codec missing from this imagecodecs build must not stop the run
+            out[name] = {"error": f"{type(error).__name__}: {error}"}
+    return out
+
+
+def finite(value):
+    """JSON-safe copy: NaN and infinities become None (lossless regions say ``blade_exact``)."""
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(item) for item in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
