@@ -15,6 +15,7 @@ from PIL import Image
 
 from daemon_helpers import (FLIGHT_START, arrivals, decoded_source, edge_config, offshore_config,
                             photo_pixels, retained, wait_for, write_mask, write_photo)
+from edge.codec.sourcefile import compress_source_file
 from edge.daemon.journal import Journal
 from edge.daemon.mqtt import Topics
 from edge.daemon.pipeline import EdgeDaemon
@@ -212,3 +213,26 @@ def test_two_subscribers_share_the_load_and_write_each_photo_once(tmp_path, brok
     records = arrivals(first.config.output.folder)
     assert sorted(r["source"] for r in records) == [f"DJI_{i:04d}.JPG" for i in range(10)]
     assert first.chunks_received > 0 and second.chunks_received > 0      # the chunks were split between them
+
+
+def test_source_policy_spool_codes_from_the_copy_and_cleans_up_after_the_ack(tmp_path, broker, running):
+    """The photo is copied into the spool at intake (the card may be pulled); coding reads the
+    copy; after the acknowledgement the copy and, by policy, the card's file are deleted."""
+    coded_from = []
+
+    def coder(path, settings, mask):
+        coded_from.append(Path(path))
+        return compress_source_file(path, mask=mask)
+
+    edge = edge_config(tmp_path, broker.port, spool={"source_policy": "spool", "delete_from_card_after_ack": True})
+    offshore = offshore_config(tmp_path, broker.port)
+    running(Subscriber(offshore))
+    daemon = running(EdgeDaemon(edge, coder=coder))
+    card = edge.watch.folders[0]
+    for index in range(3):
+        write_photo(card, index)
+    wait_for(lambda: daemon.journal.counts().get("acknowledged") == 3, 30, "every photo acknowledged")
+    sources = edge.spool.folder / "sources"
+    assert coded_from and all(path.parent == sources for path in coded_from)
+    wait_for(lambda: not any(sources.iterdir()) and not any(card.iterdir()), 5, "copies and card files deleted")
+    assert len(arrivals(offshore.output.folder)) == 3

@@ -37,7 +37,10 @@ class MosquittoBroker:
     """``start()``, ``stop()`` (clean, state saved), ``kill()`` (SIGKILL), ``start()`` again on the same port."""
 
     def __init__(self, folder: Path, port: int | None = None, binary: str | None = None,
-                 autosave_interval_s: int = 1):
+                 autosave_interval_s: int = 1, listener_options: str = "", anonymous: bool = True,
+                 password_file: Path | None = None):
+        """``listener_options``: extra lines for the listener (TLS: cafile, certfile, keyfile);
+        ``password_file``: a mosquitto_passwd file (with ``anonymous=False``, required)."""
         self.binary = binary or find_mosquitto()
         if self.binary is None:
             raise FileNotFoundError("mosquitto is not installed (apt-get install mosquitto)")
@@ -47,23 +50,26 @@ class MosquittoBroker:
         self.host = "127.0.0.1"
         self.config_path = self.folder / "mosquitto.conf"
         self.log_path = self.folder / "mosquitto.log"
-        self.config_path.write_text(
-            f"listener {self.port} 127.0.0.1\n"
+        lines = [
             # Started as root, Mosquitto would switch to the "mosquitto" user and could not
             # write its state into our folder: stay the user we are.
-            f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
-            f"persistence_location {self.folder}/\n"
-            f"autosave_interval {autosave_interval_s}\n"
-            "max_queued_messages 0\n"
-            "max_queued_bytes 0\n"
-            "max_inflight_messages 20\n"
-            "log_dest stderr\n"
-            "log_type error\n"
-            "log_type warning\n"
-            "log_type notice\n"
-        )
+            f"user {pwd.getpwuid(os.geteuid()).pw_name}",
+            f"allow_anonymous {'true' if anonymous else 'false'}",
+            *([f"password_file {password_file}"] if password_file else []),
+            "persistence true",
+            f"persistence_location {self.folder}/",
+            f"autosave_interval {autosave_interval_s}",
+            "max_queued_messages 0",
+            "max_queued_bytes 0",
+            "max_inflight_messages 20",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            f"listener {self.port} 127.0.0.1",
+            *[line.strip() for line in listener_options.splitlines() if line.strip()],
+        ]
+        self.config_path.write_text("\n".join(lines) + "\n")
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 10.0) -> "MosquittoBroker":

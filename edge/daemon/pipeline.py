@@ -22,7 +22,7 @@ from edge.config import EdgeConfig
 from edge.daemon.coding import Coder, resolve_coder
 from edge.daemon.grouping import SurfaceGrouper
 from edge.daemon.health import Notifier, StopSignals, supervise
-from edge.daemon.journal import IN_SPOOL, Journal, PhotoRecord
+from edge.daemon.journal import IN_SPOOL, UNFINISHED, Journal, PhotoRecord
 from edge.daemon.publisher import Publisher
 from edge.daemon.segmentation import Segmenter, make_segmenter
 from edge.daemon.spool import Spool
@@ -112,6 +112,11 @@ class EdgeDaemon:
                 log.warning("%s: spooled bundle %s is missing; coding the photo again", record.path,
                             record.bundle_id)
                 self.journal.set_state(record.id, "seen")
+        needed = {record.source_copy for record in self.journal.in_states(*UNFINISHED, *IN_SPOOL)}
+        for path in self.spool.sources.iterdir():
+            if path.is_file() and str(path) not in needed:
+                self.spool.delete_source_copy(str(path))   # its photo was acknowledged
+                removed += 1
         for path in self.spool.work.glob("*.mask.png"):
             photo_id = path.name.split(".", 1)[0]
             try:
