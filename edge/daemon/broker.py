@@ -1,6 +1,8 @@
-"""A local Mosquitto broker on a free loopback port, for the demo and the integration tests.
+"""A local broker on a free loopback port, for the demo and the integration tests.
 
-The broker keeps its state in its own folder (persistence on, so a restart after a clean
+:class:`MosquittoBroker` runs the system's Mosquitto; :class:`EmbeddedBroker` (rumqttd from the
+``iotcore`` wheel) stands in where Mosquitto is not installed; :func:`start_broker` picks.
+Mosquitto keeps its state in its own folder (persistence on, so a restart after a clean
 stop keeps queued messages) and queues without limit for offline persistent sessions:
 Mosquitto's default ``max_queued_messages 1000`` would drop chunks of a long flight for a
 subscriber that is away (deploy/mosquitto.conf sets the same for production).
@@ -118,3 +120,67 @@ class MosquittoBroker:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class EmbeddedBroker:
+    """The demo's broker when Mosquitto is not installed: rumqttd from the ``iotcore`` wheel
+    (no system package), with an MQTT v5 listener on a free loopback port.
+
+    Same ``start()``/``stop()``/``host``/``port`` as :class:`MosquittoBroker`, but nothing is
+    kept on disk: a restart loses queued messages (the edge re-sends unacknowledged bundles).
+    """
+
+    def __init__(self, folder: Path, port: int | None = None, max_payload_bytes: int = 64 << 20):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.host = "127.0.0.1"
+        self.config_path = self.folder / "rumqttd.toml"
+        self.config_path.write_text(
+            "id = 0\n"
+            "[router]\n"
+            "id = 0\n"
+            "max_connections = 1000\n"
+            "max_outgoing_packet_count = 200\n"
+            "max_segment_size = 104857600\n"
+            "max_segment_count = 10\n"
+            "[v5.1]\n"
+            'name = "v5-1"\n'
+            f'listen = "{self.host}:{self.port}"\n'
+            "next_connection_delay_ms = 1\n"
+            "[v5.1.connections]\n"
+            "connection_timeout_ms = 60000\n"
+            f"max_payload_size = {max_payload_bytes}\n"
+            "max_inflight_count = 100\n"
+        )
+        self._broker = None
+
+    def start(self, timeout: float = 10.0) -> "EmbeddedBroker":
+        if self._broker is None:
+            from iotcore import Broker         # imported here: only the demo needs it
+            self._broker = Broker(config_path=str(self.config_path))
+        self._broker.start(timeout)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._broker is not None and self._broker.is_running
+
+    def stop(self) -> None:
+        if self._broker is not None:
+            self._broker.stop()
+
+    kill = stop
+
+    def __enter__(self) -> "EmbeddedBroker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def start_broker(folder: Path, port: int | None = None) -> MosquittoBroker | EmbeddedBroker:
+    """A running local broker: Mosquitto when installed, else the embedded one."""
+    if find_mosquitto() is not None:
+        return MosquittoBroker(folder, port).start()
+    return EmbeddedBroker(folder, port).start()
