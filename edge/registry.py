@@ -30,6 +30,7 @@ class ModelSpec:
 
 # One entry per shipped model. Bundles store these names: never rename or reuse one.
 MODELS: dict[str, ModelSpec] = {
+    "hp-easn": ModelSpec("hp-easn", "lossy", "hp_easn.pt", "edge.codec.lossy.weights:load_coder"),
 }
 
 

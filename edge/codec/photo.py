@@ -143,6 +143,9 @@ def compress_pixels(image: np.ndarray, metadata: SourceMetadata, settings: Codin
                              "patches": r.coded.count} for r in regions},
         "seconds": {k: round(v, 3) for k, v in times.items()},
     }
+    coded_bytes = sum(r.coded.bits for r in regions) // 8 + len(bundle.mask_code)
+    # Never silently bigger than the original: say so, and let the caller's policy choose.
+    report["larger_than_source"] = coded_bytes > metadata.size
     return CompressResult(bundle, report)
 
 
