@@ -335,6 +335,12 @@ def load_offshore_config(path: str | os.PathLike) -> OffshoreConfig:
     return _load(Path(path), OffshoreConfig)
 
 
+def dump_yaml(config: EdgeConfig | OffshoreConfig) -> str:
+    """The config as YAML that loads back to an equal config (secrets stay references)."""
+    import json
+    return yaml.safe_dump(json.loads(config.model_dump_json(exclude_none=True)), sort_keys=False)
+
+
 def check_secrets(config: EdgeConfig | OffshoreConfig) -> None:
     """Resolve every secret once (without keeping or showing it): for ``--validate-config``."""
     if config.mqtt.auth.password is not None:

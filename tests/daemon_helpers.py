@@ -13,7 +13,7 @@ import numpy as np
 import paho.mqtt.client as paho
 from PIL import Image
 
-from edge.config import EdgeConfig, OffshoreConfig
+from edge.config import EdgeConfig, OffshoreConfig, dump_yaml
 
 WIDTH, HEIGHT = 320, 240
 FLIGHT_START = datetime(2024, 5, 1, 10, 0, 0)
@@ -97,8 +97,7 @@ def offshore_config(root: Path, port: int, client_id: str = "decoder-1", **secti
 
 def config_yaml(config: EdgeConfig | OffshoreConfig) -> str:
     """The config as YAML text (for the command line in a subprocess)."""
-    import yaml
-    return yaml.safe_dump(json.loads(config.model_dump_json(exclude_none=True)), sort_keys=False)
+    return dump_yaml(config)
 
 
 def wait_for(predicate, timeout: float, message: str, interval: float = 0.1):

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from edge.cli import main
-from edge.config import (EdgeConfig, MqttConfig, OffshoreConfig, SecretRef, Section, load_edge_config,
-                         load_offshore_config)
+from edge.config import (EdgeConfig, MqttConfig, OffshoreConfig, SecretRef, Section, dump_yaml,
+                         load_edge_config, load_offshore_config)
 from edge.errors import ConfigError
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
@@ -129,3 +129,11 @@ def test_validate_config_command(tmp_path, capsys):
     offshore = write(tmp_path, "mqtt: {client_id: dec-1}\noutput: {folder: out}\n", "offshore.yaml")
     assert main(["subscribe", "--config", str(offshore), "--validate-config"]) == 0
     assert main(["subscribe", "--config", str(offshore.with_name("none.yaml")), "--validate-config"]) == 1
+
+
+def test_dump_yaml_loads_back_equal(tmp_path):
+    config = load_edge_config(DEPLOY / "edge.yaml")
+    copy = write(tmp_path, dump_yaml(config), "copy.yaml")
+    assert load_edge_config(copy) == config
+    offshore = load_offshore_config(DEPLOY / "offshore.yaml")
+    assert load_offshore_config(write(tmp_path, dump_yaml(offshore), "off.yaml")) == offshore

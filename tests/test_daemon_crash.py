@@ -1,42 +1,18 @@
-"""kill -9 of the edge daemon (a real `edge run` process) at random points, ten times over:
+"""kill -9 of the edge daemon (its own process, `python -m edge.daemon`) at random points, ten times:
 every photo still arrives offshore exactly once."""
 from __future__ import annotations
 
-import os
 import random
-import signal
-import socket
-import subprocess
-import sys
 import time
 
 import pytest
 
 from daemon_helpers import arrivals, config_yaml, edge_config, offshore_config, wait_for, write_photo
 from edge.daemon.journal import Journal
+from edge.daemon.processes import ServiceProcess
 from edge.offshore.subscriber import Subscriber
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
-
-
-def start_daemon(config_path, log, notify_path):
-    """The daemon as its own process (``python -m edge.daemon``: what ``edge run`` calls, without
-    importing every other command), telling a fake systemd socket when it is ready."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", NOTIFY_SOCKET=str(notify_path))
-    return subprocess.Popen([sys.executable, "-m", "edge.daemon", "--config", str(config_path)],
-                            stdout=log, stderr=subprocess.STDOUT, env=env)
-
-
-def wait_ready(notify: socket.socket, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        notify.settimeout(max(deadline - time.monotonic(), 0.01))
-        try:
-            if b"READY=1" in notify.recv(4096):
-                return True
-        except socket.timeout:
-            break
-    return False
 
 
 def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path, broker):
@@ -49,46 +25,40 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path, broker):
     card = edge.watch.folders[0]
     subscriber = Subscriber(offshore)
     subscriber.start()
-    log = open(tmp_path / "daemon.log", "ab")
-    notify_path = tmp_path / "notify.sock"
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(notify_path))
     written = 0
     unfinished_at_kill = []
+    daemon = ServiceProcess("daemon", config_path, log_path=tmp_path / "daemon.log")
     try:
         for _ in range(6):
             write_photo(card, written)
             written += 1
         for run in range(10):
-            daemon = start_daemon(config_path, log, notify_path)
             if run % 4 == 3:
+                daemon.start(wait_ready=False)
                 time.sleep(rng.uniform(0.0, 1.0))   # some kills land during start-up
             else:
-                assert wait_ready(notify), "the daemon did not report READY=1"
+                daemon.start()                      # returns at READY=1
                 time.sleep(rng.uniform(0.0, 0.8))
                 for _ in range(2):                  # photos also land while the daemon runs
                     write_photo(card, written)
                     written += 1
                 time.sleep(rng.uniform(0.0, 1.5))
-            daemon.send_signal(signal.SIGKILL)
-            daemon.wait()
+            daemon.kill()
             journal = Journal(edge.journal_path)
             counts = journal.counts()
             journal.close()
             unfinished_at_kill.append(written - counts.get("acknowledged", 0))
-        daemon = start_daemon(config_path, log, notify_path)
+        daemon.start()
         try:
             wait_for(lambda: len(arrivals(offshore.output.folder)) >= written, 120, f"{written} photos to arrive")
             journal = Journal(edge.journal_path)
             wait_for(lambda: journal.counts().get("acknowledged") == written, 30, "every acknowledgement")
             journal.close()
         finally:
-            daemon.send_signal(signal.SIGTERM)
-            assert daemon.wait(30) == 0
+            assert daemon.stop() == 0                # SIGTERM: a clean stop
     finally:
+        daemon.close()
         subscriber.stop()
-        notify.close()
-        log.close()
 
     # The kills hit a daemon with work in hand, not an idle one.
     assert sum(1 for left in unfinished_at_kill if left > 0) >= 8, unfinished_at_kill

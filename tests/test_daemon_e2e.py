@@ -68,7 +68,7 @@ def test_twenty_photos_arrive_decoded_exactly_once(tmp_path, broker, running):
     """20 photos over two surfaces (a capture-time gap) arrive bit-exact, with metadata and masks."""
     edge = edge_config(tmp_path, broker.port, segmentation={"mode": "mask-files"})
     offshore = offshore_config(tmp_path, broker.port)
-    subscriber = running(Subscriber(offshore))
+    running(Subscriber(offshore))
     daemon = running(EdgeDaemon(edge))
     card = edge.watch.folders[0]
     photos = []
