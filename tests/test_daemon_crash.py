@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from daemon_helpers import arrivals, config_yaml, edge_config, offshore_config, wait_for, write_photo
+from daemon_helpers import arrivals, config_yaml, edge_config, offshore_config, retained, wait_for, write_photo
 from edge.daemon.journal import Journal
+from edge.daemon.mqtt import Topics
 from edge.daemon.processes import ServiceProcess
 from edge.offshore.subscriber import Subscriber
 
@@ -44,6 +45,9 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path, broker):
                     written += 1
                 time.sleep(rng.uniform(0.0, 1.5))
             daemon.kill()
+            if run == 0:                             # the broker announced the crash (last will)
+                topic = Topics(edge.mqtt.topic_root).availability(edge.device)
+                wait_for(lambda: retained(broker.port, topic) == b"offline", 10, "the last will")
             journal = Journal(edge.journal_path)
             counts = journal.counts()
             journal.close()
