@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -236,3 +237,27 @@ def test_source_policy_spool_codes_from_the_copy_and_cleans_up_after_the_ack(tmp
     assert coded_from and all(path.parent == sources for path in coded_from)
     wait_for(lambda: not any(sources.iterdir()) and not any(card.iterdir()), 5, "copies and card files deleted")
     assert len(arrivals(offshore.output.folder)) == 3
+
+
+def test_a_card_pulled_before_coding_is_waited_for(tmp_path, broker, running, monkeypatch, caplog):
+    """The card goes away between intake and coding (source_policy: card): the photos wait,
+    nothing is quarantined, and they arrive once the card is back."""
+    monkeypatch.setattr("edge.daemon.stages.MISSING_RETRY_S", 0.5)
+    edge = edge_config(tmp_path, broker.port)
+    card = edge.watch.folders[0]
+    pulled = tmp_path / "pulled"
+
+    def segment_then_pull_the_card(paths):
+        if card.exists():
+            card.rename(pulled)
+            threading.Timer(1.0, pulled.rename, args=(card,)).start()
+        return [None] * len(paths)
+
+    offshore = offshore_config(tmp_path, broker.port)
+    running(Subscriber(offshore))
+    daemon = running(EdgeDaemon(edge, segmenter=segment_then_pull_the_card))
+    for index in range(3):
+        write_photo(card, index)
+    wait_for(lambda: daemon.journal.counts().get("acknowledged") == 3, 40, "every photo acknowledged")
+    assert "failed" not in daemon.journal.counts() and len(arrivals(offshore.output.folder)) == 3
+    assert "card removed?" in caplog.text

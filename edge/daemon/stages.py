@@ -30,6 +30,7 @@ from edge.errors import InputError
 log = logging.getLogger(__name__)
 
 POLL_S = 0.2            # how long a stage waits for input before looking at the stop event again
+MISSING_RETRY_S = 5.0   # how often a coder looks again for a photo whose file is gone (card out)
 
 
 def put(target: queue.Queue, item, stop: threading.Event) -> bool:
@@ -239,25 +240,31 @@ class Coding(Stage):
         self.recode = recode
         self.to_spool = to_spool
         self.coded = 0
+        self._missing: dict[int, float] = {}     # photo id -> when to look for its file again
 
     def step(self) -> None:
-        try:
-            photo_id = self.recode.get_nowait()
-        except queue.Empty:
-            photo_id = self._get(self.to_code)
+        now = time.monotonic()
+        due = [photo_id for photo_id, when in self._missing.items() if when <= now]
+        if due:
+            photo_id = due[0]
+        else:
+            try:
+                photo_id = self.recode.get_nowait()
+            except queue.Empty:
+                photo_id = self._get(self.to_code)
         if photo_id is not None:
             self.code(photo_id)
 
     def code(self, photo_id: int) -> None:
+        self._missing.pop(photo_id, None)
         record = self.journal.get(photo_id)
         if record.state not in UNFINISHED:
             return                                   # acknowledged meanwhile (an earlier bundle arrived)
         source = record.source_path
         if not source.is_file():
-            # The card is out: wait for it rather than lose the photo.
-            log.warning("%s is not there (card removed?); waiting for it", source)
-            self.stop_event.wait(2.0)
-            self.recode.put(photo_id)
+            # The card is out: try again later rather than lose the photo; code the others meanwhile.
+            log.warning("%s is not there (card removed?); looking again in %.0f s", source, MISSING_RETRY_S)
+            self._missing[photo_id] = time.monotonic() + MISSING_RETRY_S
             return
         mask = self.spool.read_mask(photo_id)
         fallback_for = record.bundle_id if record.fallback and record.bundle_id else ""
