@@ -25,7 +25,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
 def build_parser() -> argparse.ArgumentParser:
     from edge.bench.pipeline import DEFAULT_MODES, MODES
 
-    p = argparse.ArgumentParser(prog="edge-bench", description=__doc__.splitlines()[0],
+    p = argparse.ArgumentParser(prog="edge-bench", description=__doc__.splitlines()[0].replace("``", ""),
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n".join(__doc__.splitlines()[2:]))
     p.add_argument("images", nargs="*", help="photos or folders of photos")
@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots", type=Path, help="write rd.png, stages.png and uplink.png into this folder")
     p.add_argument("--from-json", type=Path, help="re-render the tables (and --plots) of a saved result")
     p.add_argument("--limit", type=int, default=0, help="only the first N photos (0: all)")
-    p.add_argument("--crop", type=int, default=0, help="code a centred square of N pixels (0: the whole photo)")
+    p.add_argument("--crop", type=int, default=0, help="code a square of N pixels, see --crop-at (0: the whole photo)")
+    p.add_argument("--crop-at", choices=("centre", "blade"), default="centre",
+                   help="where the crop sits: the photo's centre or the blade's centroid")
     p.add_argument("--rd-crop", type=int, default=1024, help="centred square for the RD sweeps (0: as coded)")
     p.add_argument("--bg-quality", type=int, default=0, help="quality level of the background")
     p.add_argument("--blade-quality", default="auto",
@@ -148,6 +150,7 @@ def _options(args):
         except ValueError:
             raise InputError(f"--blade-quality must be a level number or 'auto', not {args.blade_quality!r}") from None
     return BenchOptions(modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()), crop=args.crop,
+                        crop_at=args.crop_at,
                         rd_crop=args.rd_crop, bg_quality=args.bg_quality, blade_quality=blade_quality,
                         blade_psnr=args.blade_psnr, sequential=args.sequential,
                         classical=not args.no_classical, rd=not args.no_rd, roi_codec=args.roi_codec)
