@@ -16,6 +16,7 @@ from edge.errors import EdgeError
 
 # Sub-command name -> module under edge.commands. The order is the order of `edge --help`.
 COMMANDS = {
+    "demo": "demo",
     "synth": "synth",
     "compress": "compress",
     "decompress": "decompress",
