@@ -91,7 +91,9 @@ def test_runs_end_to_end_and_writes_json_and_plots(bench):
             classical_roi["mask_bytes"]
         assert len(row["rd"]["ours"]) == 6 and set(row["rd"]["bd_rate"]) == {"jpeg2000", "webp", "jpegxl", "avif"}
         assert row["rd"]["webp"][0]["psnr"] is not None   # the WebP sweep is lossy
-    assert result["images"][0]["modes"]["lossless-roi"]["sequential"]["exact"]
+    sequential = result["images"][0]["modes"]["lossless-roi"]["sequential"]
+    assert sequential["exact"] and sequential["sub_patches"] == 16
+    assert sequential["encode_s"] > 0 and sequential["parallel_to_sequential_bits"] > 0
     for name in ("rd.png", "stages.png", "uplink.png"):
         assert (bench["root"] / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Uplink: 400 full-size photos in 15 min over 2 Mbit/s" in bench["text"]

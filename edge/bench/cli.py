@@ -19,9 +19,6 @@ from pathlib import Path
 from edge.bench.uplink import DEFAULT_FLIGHT_MINUTES, DEFAULT_LINK_MBPS, DEFAULT_PHOTOS, Flight
 from edge.errors import EdgeError, InputError, ModelError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
-
-
 def build_parser() -> argparse.ArgumentParser:
     from edge.bench.pipeline import DEFAULT_MODES, MODES
 
@@ -62,15 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def list_images(names: list[str], limit: int) -> list[Path]:
-    paths: list[Path] = []
-    for name in names:
-        path = Path(name)
-        if path.is_dir():
-            paths += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif path.is_file():
-            paths.append(path)
-        else:
-            raise InputError("no such photo or folder", name)
+    from edge.bench.lossless import list_inputs
+
+    paths = list_inputs(names)
     if not paths:
         raise InputError("no photos found", " ".join(names))
     return paths[:limit] if limit > 0 else paths

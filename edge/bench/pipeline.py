@@ -332,6 +332,8 @@ def measure_mode(mode: str, context: _ImageContext, models: BenchModels, blade_q
     if mode == "lossless-roi" and sequential and models.bitswap_sequential is not None and context.cells.any():
         clock.progress(f"{mode}: sequential Bit-swap")
         out["sequential"] = measure_sequential(context, models.bitswap_sequential, stages.get("blade"))
+        # Rate cost of parallel streams: each stream pays its first patch's initial bits beyond its seed.
+        out["sequential"]["parallel_to_sequential_bits"] = out["bits"]["blade"] / out["sequential"]["bits"]
     return out
 
 

@@ -12,7 +12,10 @@ Derived numbers:
   fewer pixels than a full photo: ``photos_per_minute_full_size`` scales them linearly to the
   source's pixel count (input decode and segmentation always ran on the whole photo);
 * full-size bytes per photo = total bpp x the source's pixels / 8 (exact without ``--crop``);
-* source ratio = the source file's bits per pixel / the bundle's.
+* source ratio = the source file's bits per pixel / the bundle's;
+* parallel speed-up = Bit-swap's sequential encode of the blade / the ROI's parallel blade coding;
+  parallel/chain bits = the ROI's blade bits / the sequential chain's (each parallel stream
+  pays its first patch's initial bits beyond what its background seed holds).
 """
 from __future__ import annotations
 
@@ -100,8 +103,10 @@ def _summarize_mode(rows: list[dict], mode: str) -> dict:
     if sequential:
         out["stages"]["blade_sequential_encode"] = stats(s["encode_s"] for s in sequential)
         out["stages"]["blade_sequential_decode"] = stats(s["decode_s"] for s in sequential)
-        out["sequential"] = {"images": len(sequential), "encode_speedup": stats(s.get("encode_speedup")
-                                                                               for s in sequential),
+        out["sequential"] = {"images": len(sequential),
+                             "encode_speedup": stats(s.get("encode_speedup") for s in sequential),
+                             "parallel_to_sequential_bits": stats(s.get("parallel_to_sequential_bits")
+                                                                  for s in sequential),
                              "all_exact": all(s["exact"] for s in sequential)}
     out["edge_seconds"] = stats(edge_seconds(r, mode) for r, _ in ok)
     out["photos_per_minute"] = stats(60 / edge_seconds(r, mode) for r, _ in ok)
@@ -137,6 +142,11 @@ def _summarize_classical(rows: list[dict]) -> dict:
                                                                          "blade_cell_pixels")) for r in blade_rows]
         if ours and all(bits is not None and count for bits, count in ours):
             per_codec["bitswap (ours)"] = sum(b for b, _ in ours) / sum(c for _, c in ours)
+            chained = [(_get(r, "modes", "lossless-roi", "sequential", "bits"),
+                        _get(r, "modes", "lossless-roi", "blade_cell_pixels")) for r in blade_rows
+                       if _get(r, "modes", "lossless-roi", "sequential")]
+            if chained:   # fewer photos: those the sequential mode also coded
+                per_codec["bitswap, one chain"] = sum(b for b, _ in chained) / sum(c for _, c in chained)
             per_codec["ours_to"] = {codec: per_codec["bitswap (ours)"] / value for codec, value in per_codec.items()
                                     if codec in LOSSLESS_CODECS}
         out["lossless_blade_bits_per_pixel"] = per_codec
@@ -220,7 +230,7 @@ def _cell(value) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return "-"
-        return f"{value:.4f}" if abs(value) < 1 else f"{value:.3g}" if abs(value) >= 1000 else f"{value:.2f}"
+        return f"{value:.4f}" if abs(value) < 1 else f"{value:.0f}" if abs(value) >= 1000 else f"{value:.2f}"
     return str(value)
 
 
@@ -267,9 +277,10 @@ def render(result: dict, flight: Flight | None = None) -> str:
     speed = [[mode, _med(m.get("edge_seconds")), _med(m.get("photos_per_minute")),
               _med(m.get("photos_per_minute_full_size")), _med(m.get("offshore_photos_per_minute_full_size")),
               _med(_get(m, "peak_memory_mib", "encode")), _med(_get(m, "peak_memory_mib", "decode")),
-              _med(_get(m, "sequential", "encode_speedup"))] for mode, m in summary["modes"].items() if "stages" in m]
+              _med(_get(m, "sequential", "encode_speedup")), _med(_get(m, "sequential", "parallel_to_sequential_bits"))]
+             for mode, m in summary["modes"].items() if "stages" in m]
     parts.append(table(["mode", "edge s/photo", "photos/min", "full-size photos/min", "offshore photos/min",
-                        "peak MiB enc", "peak MiB dec", "parallel speed-up"], speed,
+                        "peak MiB enc", "peak MiB dec", "parallel speed-up", "parallel/chain bits"], speed,
                        f"\nThroughput (medians; the flight needs "
                        f"{summary['uplink']['photos_per_minute_needed']:.1f} photos/min)"))
 
