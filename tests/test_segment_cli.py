@@ -106,3 +106,15 @@ def test_eval_seg_speed_reports_every_step(tiny_data, tiny_weights, capsys):
     out = capsys.readouterr().out
     for step in ("unet", "fill", "forest", "final", "total"):
         assert step in out
+
+
+def test_train_seg_refuses_a_second_run_on_the_same_checkpoints(tiny_data, tmp_path, capsys):
+    import fcntl
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    with open(ckpt / "train.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(["train", "seg", "--data", str(tiny_data), "--ckpt-dir", str(ckpt), "--steps", "1", *TINY_TRAIN]) == 1
+    assert "another training run" in capsys.readouterr().err
+    assert not (ckpt / "last.pt").exists()

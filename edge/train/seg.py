@@ -11,6 +11,7 @@ network size (long side 512). Validation F1 on the held-out frames is logged eve
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import logging
 import math
@@ -164,6 +165,14 @@ def train(config: SegTrainConfig) -> dict[str, float]:
     cv2.setNumThreads(1)
     ckpt_dir = Path(config.ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    # One run per checkpoint directory: a second one would overwrite the first one's checkpoints.
+    lock = open(ckpt_dir / "train.lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise ConfigError(f"another training run uses {ckpt_dir}; stop it or choose another --ckpt-dir",
+                          "ckpt_dir") from None
     file_log = logging.FileHandler(ckpt_dir / "train.log")
     file_log.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     log.addHandler(file_log)
@@ -173,6 +182,7 @@ def train(config: SegTrainConfig) -> dict[str, float]:
     finally:
         log.removeHandler(file_log)
         file_log.close()
+        lock.close()
 
 
 def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
