@@ -52,8 +52,10 @@ class Coders:
     Decoding checks that a bundle's model name and weights hash match the coder's.
     """
 
-    def __init__(self, lossy=None, lossless=None, lossy_name: str = "hp-easn", lossless_name: str = "bitswap"):
+    def __init__(self, lossy=None, lossless=None, lossy_name: str = "hp-easn", lossless_name: str = "bitswap",
+                 runtime=None):
         self._lossy, self._lossless = lossy, lossless
+        self.runtime = runtime   # edge.config.RuntimeConfig: backend of the lossy transforms (None: PyTorch)
         self._names = {"lossy": lossy_name, "bitswap": lossless_name}
 
     @property
@@ -61,6 +63,9 @@ class Coders:
         if self._lossy is None:
             from edge.registry import load_model
             self._lossy = load_model(self._names["lossy"])
+            if self.runtime is not None:
+                from edge.runtime.select import accelerate_coder
+                accelerate_coder(self._lossy, self.runtime)
         return self._lossy
 
     @property

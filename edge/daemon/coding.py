@@ -30,7 +30,7 @@ class CodedPhoto:
 
 
 def resolve_coder(config: CodingConfig, coder: Coder | None = None, settings: Any = None,
-                  coders: Any = None) -> tuple[Coder, Any]:
+                  coders: Any = None, runtime: Any = None) -> tuple[Coder, Any]:
     """The coder and settings to use: the injected ones, or those the config names.
 
     ``coders`` (an ``edge.codec.photo.Coders``) may be given to use other models than the
@@ -51,7 +51,7 @@ def resolve_coder(config: CodingConfig, coder: Coder | None = None, settings: An
             settings = photo.CodingSettings(**config.codec_options())
         except (TypeError, ValueError, EdgeError) as error:
             raise ConfigError(f"the codec refuses these settings: {error}", key_path="coding") from None
-    loaded = coders if coders is not None else photo.Coders()
+    loaded = coders if coders is not None else photo.Coders(runtime=runtime)
 
     def compress(path: Path, settings: Any, mask: np.ndarray | None):
         return photo.compress_photo(path, settings, loaded, mask)

@@ -44,8 +44,8 @@ class EdgeDaemon:
                  segmenter: Segmenter | None = None, coders: Any = None):
         self.config = config
         self.stop_event = threading.Event()
-        self.coder, self.settings = resolve_coder(config.coding, coder, settings, coders)
-        self.segmenter = segmenter or make_segmenter(config.segmentation)
+        self.coder, self.settings = resolve_coder(config.coding, coder, settings, coders, config.runtime)
+        self.segmenter = segmenter or make_segmenter(config.segmentation, config.runtime)
         # The queues between stages. Items are paths and photo ids, except the two bundles
         # that may wait for the spooler.
         self.files: queue.Queue = queue.Queue(maxsize=256)     # watcher -> intake

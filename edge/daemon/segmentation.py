@@ -54,22 +54,23 @@ class MaskFiles:
 class ModelSegmenter:
     """BU-Netv2+P on one surface; the network is loaded on first use."""
 
-    def __init__(self, weights: Path | None):
+    def __init__(self, weights: Path | None, runtime=None):
         self.weights = weights
+        self.runtime = runtime       # edge.config.RuntimeConfig: which backend runs the U-Net
         self._model = None
 
     def __call__(self, paths: list[Path]) -> list[np.ndarray | None]:
         from edge.segment.dataset import read_rgb
         from edge.segment.pipeline import load_segmenter, segment_surface
         if self._model is None:
-            self._model = load_segmenter(self.weights)
+            self._model = load_segmenter(self.weights, runtime=self.runtime)
         images = [read_rgb(path) for path in paths]
         return list(segment_surface(images, self._model).masks)
 
 
-def make_segmenter(config: SegmentationConfig) -> Segmenter:
+def make_segmenter(config: SegmentationConfig, runtime=None) -> Segmenter:
     if config.mode == "none":
         return no_masks
     if config.mode == "mask-files":
         return MaskFiles(config.mask_folder, config.mask_suffix)
-    return ModelSegmenter(config.weights)
+    return ModelSegmenter(config.weights, runtime)
