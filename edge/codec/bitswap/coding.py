@@ -91,9 +91,10 @@ class CanonicalNetworks:
         """
         mean, log_scale, coeffs = params
         m = mean[:, channel]
-        if channel >= 1:
-            m = m + coeffs[:, 0] * (x[:, 0] / 127.5 - 1.0) if channel == 1 else \
-                m + coeffs[:, 1] * (x[:, 0] / 127.5 - 1.0) + coeffs[:, 2] * (x[:, 1] / 127.5 - 1.0)
+        if channel == 1:
+            m = m + coeffs[:, 0] * (x[:, 0] / 127.5 - 1.0)
+        elif channel == 2:
+            m = m + coeffs[:, 1] * (x[:, 0] / 127.5 - 1.0) + coeffs[:, 2] * (x[:, 1] / 127.5 - 1.0)
         return self.pixel.snap((m + 1.0) * 127.5, log_scale[:, channel])
 
 
