@@ -38,7 +38,7 @@ def train_args(data_dir, ckpt_dir, steps: int) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     lossless.add_arguments(parser)
     return parser.parse_args(["--data", str(data_dir), "--ckpt-dir", str(ckpt_dir), "--steps", str(steps),
-                              "--batch", "2", "--width", "4", "--depth", "1", "--pixel-stages", "4",
+                              "--batch", "2", "--width", "4", "--depth", "1", "--pixel-stages", "7",
                               "--eval-every", "2", "--ckpt-every", "1", "--val-crops", "4", "--warmup", "1"])
 
 
@@ -54,7 +54,7 @@ def test_train_resume_export_and_code(data_dir, tmp_path):
     weights = tmp_path / "bitswap.pt"
     lossless.export_weights(ckpt / "best.pt", weights)
     model = load_weights(weights)
-    assert model.config.width == 4 and model.config.pixel_stages == 4
+    assert model.config.width == 4 and model.config.pixel_stages == 7
     assert all(p.dtype == torch.float16 for p in torch.load(weights, weights_only=True)["state_dict"].values())
     patches = np.random.default_rng(1).integers(0, 256, (1, 3, 64, 64), dtype=np.uint8)
     coder = BitswapCoder(model, latent_bins=256)
@@ -72,7 +72,7 @@ def test_resume_refuses_another_model(data_dir, tmp_path):
 
 def test_elbo_is_finite_and_trains_down():
     torch.manual_seed(0)
-    model = BitswapVAE(BitswapConfig(width=8, depth=1, pixel_stages=4))
+    model = BitswapVAE(BitswapConfig(width=8, depth=1, pixel_stages=7))
     x = torch.from_numpy(cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8),
                                           (7, 7), 2).transpose(2, 0, 1).copy())[None].repeat(4, 1, 1, 1)
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)

@@ -84,17 +84,21 @@ class CanonicalNetworks:
         return tuple(out.numpy() for out in self.net.pixel_params(features, x_unit, stage))
 
     def pixel_grid(self, params: tuple[np.ndarray, ...], x: np.ndarray, channel: int) -> tuple[np.ndarray, np.ndarray]:
-        """Snapped (n, j) of one colour plane; G and B means are shifted by the known R (and G).
+        """Snapped (n, j) of one colour plane of a stage; G and B follow the R (and G) residuals.
 
-        ``x`` is uint8 (N, 3, P, P); only the planes before ``channel`` are read. The encoder
-        and the decoder call this with the same values, so both compute the same float64 sums.
+        ``x`` is the stage's uint8 pixels (N, 3, h, w); only the planes before ``channel`` are
+        read. The same sums as :func:`edge.codec.bitswap.model.couple_means`, in float64, in the
+        same order on the encoder and the decoder.
         """
         mean, log_scale, coeffs = params
         m = mean[:, channel]
-        if channel == 1:
-            m = m + coeffs[:, 0] * (x[:, 0] / 127.5 - 1.0)
-        elif channel == 2:
-            m = m + coeffs[:, 1] * (x[:, 0] / 127.5 - 1.0) + coeffs[:, 2] * (x[:, 1] / 127.5 - 1.0)
+        if channel >= 1:
+            residual_r = (x[:, 0] / 127.5 - 1.0) - mean[:, 0]
+            if channel == 1:
+                m = m + coeffs[:, 0] * residual_r
+            else:
+                residual_g = (x[:, 1] / 127.5 - 1.0) - mean[:, 1]
+                m = m + coeffs[:, 1] * residual_r + coeffs[:, 2] * residual_g
         return self.pixel.snap((m + 1.0) * 127.5, log_scale[:, channel])
 
 

@@ -10,11 +10,10 @@ Data flow (L = 2, patch 64x64, ``C`` latent channels, ``w`` network width)::
 - ``px`` gives, per sub-pixel, a logistic discretized over the 256 levels (the edge levels take
   the tails), with the means of G and B shifted linearly by the decoded R (and G) values, as in
   PixelCNN++: the coder therefore codes the R plane, then G, then B.
-- ``pixel_stages`` = 1 is the reference: every sub-pixel depends on z1 only. With 4 stages the
-  pixels are coded as four polyphase sub-lattices in the order of :data:`PHASES`; ``px`` maps z1
-  to features and ``px_stage[s]`` maps (features, the sub-lattices already coded) to the
-  parameters of sub-lattice ``s``, so each pixel also sees its coded neighbours (the first
-  sub-lattice none, the last all four 4-neighbours).
+- ``pixel_stages`` = 1 is the reference: every sub-pixel depends on z1 only. With 4 or 7
+  stages the pixels are coded as sub-lattices in the order of :data:`PIXEL_STAGES`; ``px`` maps
+  z1 to features and ``px_stage[s]`` maps (features, the pixels already coded) to corrections
+  of a mean and log-scale taken from the coded neighbours of each pixel of stage ``s``.
 - Every network is a stem convolution, ``depth`` residual blocks (ELU, conv, ELU, conv, skip)
   and an output convolution; resolution changes by pixel (un)shuffle.
 
@@ -41,7 +40,7 @@ class BitswapConfig:
     width: int = 64             # channels inside every network
     depth: int = 2              # residual blocks per network
     patch_size: int = 64
-    pixel_stages: int = 1       # 1: p(x|z1) factorized (the reference); 4: polyphase sub-lattices in turn
+    pixel_stages: int = 1       # 1: p(x|z1) factorized (the reference); 4 or 7: see PIXEL_STAGES
 
     def latent_shape(self, level: int) -> tuple[int, int, int]:
         """(C, H, W) of latent z_{level+1}; level 0 is z1 at half resolution."""
@@ -51,8 +50,8 @@ class BitswapConfig:
     def validate(self) -> None:
         if self.levels < 1 or self.patch_size % (1 << self.levels):
             raise ValueError(f"patch size {self.patch_size} not divisible by 2^{self.levels} levels")
-        if self.pixel_stages not in (1, 4):
-            raise ValueError(f"pixel_stages must be 1 or 4, not {self.pixel_stages}")
+        if self.pixel_stages not in PIXEL_STAGES:
+            raise ValueError(f"pixel_stages must be one of {sorted(PIXEL_STAGES)}, not {self.pixel_stages}")
         if min(self.latent_channels, self.width, self.depth + 1) < 1:
             raise ValueError(f"bad Bit-swap config {self}")
 
@@ -123,63 +122,92 @@ def discretized_logistic_log_prob(x_unit: torch.Tensor, mean: torch.Tensor, log_
 
 
 def couple_means(mean: torch.Tensor, coeffs: torch.Tensor, x_unit: torch.Tensor) -> torch.Tensor:
-    """Shift the G and B means by the (already known) R and G values: PixelCNN++'s channel coupling.
+    """Shift the G and B means by the (already coded) R and G residuals: channel coupling.
 
-    ``mean``, ``coeffs`` (tanh-squashed) and ``x_unit`` are (N, 3, H, W); the returned R mean
-    does not depend on ``x_unit``, G only on R, B on R and G.
+    ``mean`` (uncoupled), ``coeffs`` (tanh-squashed) and ``x_unit`` are (N, 3, H, W):
+    G += a (R - mean_R), B += b (R - mean_R) + c (G - mean_G). The R mean does not depend on
+    ``x_unit``, G only on R, B on R and G. :meth:`CanonicalNetworks.pixel_grid` computes the same.
     """
-    r, g = x_unit[:, 0:1], x_unit[:, 1:2]
-    mean_g = mean[:, 1:2] + coeffs[:, 0:1] * r
-    mean_b = mean[:, 2:3] + coeffs[:, 1:2] * r + coeffs[:, 2:3] * g
+    residual_r = x_unit[:, 0:1] - mean[:, 0:1]
+    residual_g = x_unit[:, 1:2] - mean[:, 1:2]
+    mean_g = mean[:, 1:2] + coeffs[:, 0:1] * residual_r
+    mean_b = mean[:, 2:3] + coeffs[:, 1:2] * residual_r + coeffs[:, 2:3] * residual_g
     return torch.cat([mean[:, 0:1], mean_g, mean_b], dim=1)
 
 
-# Polyphase sub-lattices (row, column offset) in coding order: a pixel of the third or fourth
-# sub-lattice has its four 4-neighbours in the earlier ones.
-PHASES = ((0, 0), (1, 1), (0, 1), (1, 0))
+@dataclass(frozen=True)
+class PixelStage:
+    """Pixels ``(stride i + dy, stride j + dx)``, predicted from their coded neighbours at
+    distance ``stride / 2``: ``"diagonal"``, ``"cross"`` (4-neighbours) or none."""
+
+    stride: int
+    dy: int
+    dx: int
+    neighbours: str = ""
+
+
+_DIAGONAL = ((-1, -1), (-1, 1), (1, -1), (1, 1))
+_CROSS = ((-1, 0), (1, 0), (0, -1), (0, 1))
+
+# Coding orders of the pixels. With 7 stages a quarter-resolution lattice is coded first (from
+# z1 only), then the rest of the half-resolution lattice, then the other three quarters of the
+# pixels, each pixel seeing its coded neighbours (up to all eight in the last stage).
+PIXEL_STAGES = {
+    1: (PixelStage(1, 0, 0),),
+    4: (PixelStage(2, 0, 0), PixelStage(2, 1, 1, "diagonal"), PixelStage(2, 0, 1, "cross"),
+        PixelStage(2, 1, 0, "cross")),
+    7: (PixelStage(4, 0, 0), PixelStage(4, 2, 2, "diagonal"), PixelStage(4, 0, 2, "cross"),
+        PixelStage(4, 2, 0, "cross"), PixelStage(2, 1, 1, "diagonal"), PixelStage(2, 0, 1, "cross"),
+        PixelStage(2, 1, 0, "cross")),
+}
 
 
 def stage_view(x, stage: int, stages: int):
-    """The pixels coded in ``stage`` (a strided view of ``x[..., H, W]``; all of it for one stage)."""
-    if stages == 1:
-        return x
-    dy, dx = PHASES[stage]
-    return x[..., dy::2, dx::2]
+    """The pixels coded in ``stage``: a strided view of ``x[..., H, W]`` (numpy or torch)."""
+    plan = PIXEL_STAGES[stages][stage]
+    return x[..., plan.dy::plan.stride, plan.dx::plan.stride]
 
 
-def known_context(x_unit: torch.Tensor, stage: int) -> torch.Tensor:
-    """x with the sub-lattices of ``stage`` and later zeroed, as 12 polyphase channels (N, 12, H/2, W/2)."""
+def known_context(x_unit: torch.Tensor, stage: int, stages: int) -> torch.Tensor:
+    """x with the pixels of ``stage`` and later zeroed, as 12 polyphase channels (N, 12, H/2, W/2)."""
     context = torch.zeros_like(x_unit)
-    for dy, dx in PHASES[:stage]:
-        context[..., dy::2, dx::2] = x_unit[..., dy::2, dx::2]
+    for plan in PIXEL_STAGES[stages][:stage]:
+        context[..., plan.dy::plan.stride, plan.dx::plan.stride] = \
+            x_unit[..., plan.dy::plan.stride, plan.dx::plan.stride]
     return F.pixel_unshuffle(context, 2)
 
 
-def neighbour_mean(x_unit: torch.Tensor, stage: int) -> torch.Tensor:
-    """Mean of the already coded neighbours of each pixel of ``stage`` (N, 3, H/2, W/2); 0 for stage 0.
+def neighbour_stats(x_unit: torch.Tensor, stage: int, stages: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and mean absolute deviation of the coded neighbours of each pixel of ``stage``.
 
-    Diagonal neighbours for the second sub-lattice, the four 4-neighbours for the last two. The
-    network predicts a correction to it, which it learns much faster than the prediction itself.
-    Summed in a fixed order with plain additions, so it is exact on any processor.
+    Shaped like :func:`stage_view`; both are 0 for a stage without neighbours. The network
+    predicts corrections to this mean and to a log-scale that follows the deviation, which it
+    learns much faster than the prediction itself. Plain additions and divisions in a fixed
+    order, so the result is exact on any processor.
     """
+    plan = PIXEL_STAGES[stages][stage]
+    target = stage_view(x_unit, stage, stages)
+    if not plan.neighbours:
+        return torch.zeros_like(target), torch.zeros_like(target)
     n, c, h, w = x_unit.shape
-    if stage == 0:
-        return x_unit.new_zeros((n, c, h // 2, w // 2))
     known = x_unit.new_zeros((n, 1, h, w))
     values = torch.zeros_like(x_unit)
-    for dy, dx in PHASES[:stage]:
-        known[..., dy::2, dx::2] = 1.0
-        values[..., dy::2, dx::2] = x_unit[..., dy::2, dx::2]
-    offsets = ((-1, -1), (-1, 1), (1, -1), (1, 1)) if stage == 1 else ((-1, 0), (1, 0), (0, -1), (0, 1))
-    values, known = F.pad(values, (1, 1, 1, 1)), F.pad(known, (1, 1, 1, 1))
-    dy, dx = PHASES[stage]
-    total = count = None
-    for oy, ox in offsets:   # neighbour (oy, ox) of the stage's pixel (2i + dy, 2j + dx), in padded coordinates
-        v = values[..., 1 + dy + oy::2, 1 + dx + ox::2][..., : h // 2, : w // 2]
-        k = known[..., 1 + dy + oy::2, 1 + dx + ox::2][..., : h // 2, : w // 2]
-        total = v if total is None else total + v
-        count = k if count is None else count + k
-    return total / count.clamp_min(1.0)
+    for earlier in PIXEL_STAGES[stages][:stage]:
+        known[..., earlier.dy::earlier.stride, earlier.dx::earlier.stride] = 1.0
+        values[..., earlier.dy::earlier.stride, earlier.dx::earlier.stride] = \
+            x_unit[..., earlier.dy::earlier.stride, earlier.dx::earlier.stride]
+    step = plan.stride // 2
+    values, known = F.pad(values, (step,) * 4), F.pad(known, (step,) * 4)
+    rows, cols = target.shape[-2:]
+    neighbours, weights = [], []
+    for oy, ox in _DIAGONAL if plan.neighbours == "diagonal" else _CROSS:
+        top, left = step + plan.dy + oy * step, step + plan.dx + ox * step
+        neighbours.append(values[..., top::plan.stride, left::plan.stride][..., :rows, :cols])
+        weights.append(known[..., top::plan.stride, left::plan.stride][..., :rows, :cols])
+    count = (weights[0] + weights[1] + weights[2] + weights[3]).clamp_min(1.0)
+    mean = (neighbours[0] + neighbours[1] + neighbours[2] + neighbours[3]) / count
+    deviation = sum(((v - mean).abs() * k for v, k in zip(neighbours, weights)), torch.zeros_like(mean)) / count
+    return mean, deviation
 
 
 class BitswapVAE(nn.Module):
@@ -204,16 +232,22 @@ class BitswapVAE(nn.Module):
         else:
             self.px = Transform(c, w, w, d, kernel[0], 1)
             self.px_stage = nn.ModuleList(Transform(w + 12, 9, w, 0, 3, 1) for _ in range(config.pixel_stages))
-        # Start from pixel scales of about 10 levels rather than 127 (an almost flat distribution).
+        # Start from pixel scales of about 10 levels rather than 127 (an almost flat distribution)
+        # where no neighbour gives a scale, and from G and B following the R residual.
         with torch.no_grad():
-            for head in [self.px.head] if config.pixel_stages == 1 else [t.head for t in self.px_stage]:
-                self._init_log_scale_bias(head, shuffled=config.pixel_stages == 1)
+            shuffled = config.pixel_stages == 1
+            heads = [self.px.head] if shuffled else [t.head for t in self.px_stage]
+            for head, plan in zip(heads, PIXEL_STAGES[config.pixel_stages]):
+                if plan.neighbours:
+                    head.weight.mul_(0.01)    # start as the neighbour predictor itself
+                self._init_bias(head, range(3, 6), 0.0 if plan.neighbours else -2.5, shuffled)
+                self._init_bias(head, range(6, 8), 0.85, shuffled)     # tanh(0.85) = 0.69
 
     @staticmethod
-    def _init_log_scale_bias(head: nn.Conv2d, shuffled: bool, value: float = -2.5) -> None:
-        """Set the bias of the log-scale outputs (channels 3..5 of 9, before any pixel shuffle)."""
+    def _init_bias(head: nn.Conv2d, channels: range, value: float, shuffled: bool) -> None:
+        """Set the bias of some of the 9 pixel outputs (before any pixel shuffle)."""
         groups = 4 if shuffled else 1       # pixel_shuffle(2): output channel k comes from k*4 .. k*4+3
-        for channel in range(3, 6):
+        for channel in channels:
             head.bias[channel * groups:(channel + 1) * groups] = value
 
     # --- distribution parameters (shared by training and coding) -------------------------------
@@ -245,12 +279,20 @@ class BitswapVAE(nn.Module):
         only on the sub-lattices coded before ``stage`` (ignored with one stage). Each output is
         (N, 3, h, w) over the stage's pixels.
         """
-        if self.config.pixel_stages == 1:
+        stages = self.config.pixel_stages
+        if stages == 1:
             h = features
         else:
-            h = self.px_stage[stage](torch.cat([features, known_context(x_unit, stage).to(features.dtype)], 1))
-            h = h.to(x_unit.dtype)      # out of autocast: the mean needs more than bfloat16's 8 bits
-            h = torch.cat([h[:, 0:3] + neighbour_mean(x_unit, stage), h[:, 3:]], 1)
+            context = known_context(x_unit, stage, stages).to(features.dtype)
+            h = self.px_stage[stage](torch.cat([features, context], 1))
+            plan = PIXEL_STAGES[stages][stage]
+            if plan.stride == 4:       # the head predicts every 2x2 cell; keep the cells of this stage
+                h = h[..., plan.dy // 2::2, plan.dx // 2::2]
+            h = h.to(x_unit.dtype)     # out of autocast: the mean needs more than bfloat16's 8 bits
+            if plan.neighbours:
+                base_mean, deviation = neighbour_stats(x_unit, stage, stages)
+                base_log_scale = torch.log(0.5 * deviation + 1.0 / 127.5)
+                h = torch.cat([h[:, 0:3] + base_mean, h[:, 3:6] + base_log_scale, h[:, 6:9]], 1)
         mean, log_scale, coeffs = h[:, 0:3], h[:, 3:6], h[:, 6:9]
         return mean, log_scale.clamp(*PIXEL_LOG_SCALE_RANGE), torch.tanh(coeffs)
 
