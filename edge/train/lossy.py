@@ -45,9 +45,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-every", type=int, default=200, help="validate every this many steps")
     parser.add_argument("--save-minutes", type=float, default=5.0, help="checkpoint at least this often")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--export", type=Path, metavar="WEIGHTS",
+                        help="do not train: write the best (else last) checkpoint of --run-dir as shipped "
+                             "weights (fp16 + entropy tables) to this file")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.export:
+        digest = export_checkpoint(args.run_dir, args.export)
+        print(f"{args.export}: sha256 {digest}")
+        return 0
     train_lossy(
         data_dirs=args.data, run_dir=args.run_dir, steps=args.steps, minutes=args.minutes,
         crop=args.crop, batch=args.batch, lr=args.lr, threads=args.threads, bf16=not args.no_bf16,
@@ -178,7 +185,7 @@ def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int,
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         state["step"] += 1
         bar.update(1)
-        bar.set_postfix(loss=f"{running:.3f}", bpp=f"{bpp.mean().item():.3f}")
+        bar.set_postfix(loss=f"{running:.3f}", bpp=f"{bpp.mean().item():.3f}", refresh=False)
 
         if state["step"] % val_every == 0:
             metrics = validate(model, val_crops)
@@ -205,3 +212,17 @@ def save_checkpoint(path: Path, model, optimizer, state: dict, config: LossyConf
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
                 "config": config.__dict__}, tmp)
     tmp.replace(path)
+
+
+def export_checkpoint(run_dir: Path, weights: Path) -> str:
+    """Shipped weights from the run's best checkpoint (or its last one); returns their SHA-256."""
+    from edge.codec.lossy.weights import export_weights
+
+    path = run_dir / "best.pt" if (run_dir / "best.pt").exists() else run_dir / "last.pt"
+    if not path.exists():
+        raise InputError("no checkpoint to export (best.pt or last.pt)", str(run_dir))
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    model = HyperpriorEASN(LossyConfig(**checkpoint["config"]))
+    model.load_state_dict(checkpoint["model"])
+    info = {"checkpoint": path.name, "step": checkpoint["state"]["step"], "validation": checkpoint.get("metrics")}
+    return export_weights(model, weights, info)
