@@ -299,11 +299,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
     parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in float32")
     parser.add_argument("--export", metavar="OUT", help="only export CKPT/best.pt as fp16 weights to OUT")
+    parser.add_argument("--latent-bins", type=int, default=256, help="with --export: latent bins the coder uses")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.export:
-        info = export_weights(Path(args.ckpt_dir) / "best.pt", Path(args.export))
+        info = export_weights(Path(args.ckpt_dir) / "best.pt", Path(args.export), args.latent_bins)
         print(f"exported step {info['step']} (val {info['best']:.4f} bits/sub-pixel) to {args.export}")
         return 0
     fields = {name: getattr(args, name) for name in LosslessTrainConfig.__dataclass_fields__}
