@@ -44,7 +44,7 @@ def one_torch_thread():
 
 @pytest.fixture(scope="module")
 def tiny_model() -> BitswapVAE:
-    return make_tiny_model(pixel_stages=7)
+    return make_tiny_model(pixel_stages=10)
 
 
 @pytest.mark.parametrize("levels", [1, 3])

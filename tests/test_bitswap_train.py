@@ -84,3 +84,17 @@ def test_elbo_is_finite_and_trains_down():
         optimizer.step()
         losses.append(loss.item())
     assert np.isfinite(losses).all() and losses[-1] < losses[0] - 0.5
+
+
+def test_warm_start_maps_pixel_stage_heads():
+    torch.manual_seed(1)
+    old = BitswapVAE(BitswapConfig(width=8, depth=1, pixel_stages=7))
+    state = {"model": old.state_dict(), "model_config": old.config.to_dict()}
+    new = BitswapVAE(BitswapConfig(width=8, depth=1, pixel_stages=10))
+    assert lossless.warm_start(new, state) == []
+    # New stage 0 (stride 8, no neighbours) from old stage 0; new stage 1 (stride-8 diagonal)
+    # from the stride-4 diagonal stage; the last stage from the old last stage.
+    assert torch.equal(new.px_stage[0].head.weight, old.px_stage[0].head.weight)
+    assert torch.equal(new.px_stage[1].head.weight, old.px_stage[1].head.weight)
+    assert torch.equal(new.px_stage[9].head.weight, old.px_stage[6].head.weight)
+    assert torch.equal(new.q[0].stem.weight, old.q[0].stem.weight)

@@ -57,6 +57,7 @@ class LosslessTrainConfig:
     threads: int = 1
     seed: int = 0
     bf16: bool = True
+    init_from: str = ""           # a checkpoint to start a new run from (other pixel stages allowed)
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -123,6 +124,37 @@ class SynthSource:
         return random_crops(self.pool, count, self.size, self.rng)
 
 
+def warm_start(model: BitswapVAE, state: dict) -> list[str]:
+    """Copy a checkpoint's weights into ``model``: same names and shapes, and each pixel-stage head
+    from the old stage that is most alike (same neighbours, same relative position, nearest
+    stride). Returns the names of parameters left at their initial values."""
+    from edge.codec.bitswap.model import PIXEL_STAGES
+
+    old_config = BitswapConfig(**state["model_config"])
+    old_plans, new_plans = PIXEL_STAGES[old_config.pixel_stages], PIXEL_STAGES[model.config.pixel_stages]
+    source = {}
+    for new_index, plan in enumerate(new_plans):
+        alike = [(abs(old.stride - plan.stride), -old.stride, old_index) for old_index, old in enumerate(old_plans)
+                 if old.neighbours == plan.neighbours and old.dy * plan.stride == plan.dy * old.stride
+                 and old.dx * plan.stride == plan.dx * old.stride]
+        if alike:
+            source[f"px_stage.{new_index}."] = f"px_stage.{min(alike)[2]}."
+    own = model.state_dict()
+    loaded, missing = {}, []
+    for name, tensor in own.items():
+        old_name = name
+        for new_prefix, old_prefix in source.items():
+            if name.startswith(new_prefix):
+                old_name = old_prefix + name[len(new_prefix):]
+        old = state["model"].get(old_name)
+        if old is not None and old.shape == tensor.shape:
+            loaded[name] = old
+        else:
+            missing.append(name)
+    model.load_state_dict({**own, **loaded})
+    return missing
+
+
 def learning_rate(step: int, config: LosslessTrainConfig) -> float:
     if step < config.warmup:
         return config.lr * (step + 1) / config.warmup
@@ -187,7 +219,12 @@ def _train(config: LosslessTrainConfig, ckpt_dir: Path) -> dict[str, float]:
         log.info("resumed at step %d (best val %.4f bpsp, lr scale %.3g)", step, best, lr_scale)
     else:
         torch.manual_seed(config.seed)
+        model = BitswapVAE(model_config)
         log.info("new run: %s", json.dumps(asdict(config)))
+        if config.init_from:
+            missing = warm_start(model, torch.load(config.init_from, map_location="cpu", weights_only=False))
+            log.info("started from %s; left at their initial values: %s", config.init_from, missing or "none")
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
 
     frames = load_frames(config.data, held_out=False)
     val_frames = load_frames(config.data, held_out=True)
@@ -298,6 +335,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name in ("lr", "lr_min", "clip", "synth_fraction"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
     parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in float32")
+    parser.add_argument("--init-from", default="", help="start a new run from this checkpoint's weights")
     parser.add_argument("--export", metavar="OUT", help="only export CKPT/best.pt as fp16 weights to OUT")
     parser.add_argument("--latent-bins", type=int, default=256, help="with --export: latent bins the coder uses")
 

@@ -40,7 +40,7 @@ class BitswapConfig:
     width: int = 64             # channels inside every network
     depth: int = 2              # residual blocks per network
     patch_size: int = 64
-    pixel_stages: int = 1       # 1: p(x|z1) factorized (the reference); 4 or 7: see PIXEL_STAGES
+    pixel_stages: int = 1       # 1: p(x|z1) factorized (the reference); 4, 7, 10: see PIXEL_STAGES
 
     def latent_shape(self, level: int) -> tuple[int, int, int]:
         """(C, H, W) of latent z_{level+1}; level 0 is z1 at half resolution."""
@@ -149,9 +149,10 @@ class PixelStage:
 _DIAGONAL = ((-1, -1), (-1, 1), (1, -1), (1, 1))
 _CROSS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 
-# Coding orders of the pixels. With 7 stages a quarter-resolution lattice is coded first (from
-# z1 only), then the rest of the half-resolution lattice, then the other three quarters of the
-# pixels, each pixel seeing its coded neighbours (up to all eight in the last stage).
+# Coding orders of the pixels, coarse to fine. With 7 stages a quarter-resolution lattice is
+# coded first (from z1 only), then the rest of the half-resolution lattice, then the other three
+# quarters of the pixels, each pixel seeing its coded neighbours (up to all eight in the last
+# stage); 10 stages start from an eighth-resolution lattice.
 PIXEL_STAGES = {
     1: (PixelStage(1, 0, 0),),
     4: (PixelStage(2, 0, 0), PixelStage(2, 1, 1, "diagonal"), PixelStage(2, 0, 1, "cross"),
@@ -159,6 +160,10 @@ PIXEL_STAGES = {
     7: (PixelStage(4, 0, 0), PixelStage(4, 2, 2, "diagonal"), PixelStage(4, 0, 2, "cross"),
         PixelStage(4, 2, 0, "cross"), PixelStage(2, 1, 1, "diagonal"), PixelStage(2, 0, 1, "cross"),
         PixelStage(2, 1, 0, "cross")),
+    10: (PixelStage(8, 0, 0), PixelStage(8, 4, 4, "diagonal"), PixelStage(8, 0, 4, "cross"),
+         PixelStage(8, 4, 0, "cross"), PixelStage(4, 2, 2, "diagonal"), PixelStage(4, 0, 2, "cross"),
+         PixelStage(4, 2, 0, "cross"), PixelStage(2, 1, 1, "diagonal"), PixelStage(2, 0, 1, "cross"),
+         PixelStage(2, 1, 0, "cross")),
 }
 
 
@@ -286,8 +291,8 @@ class BitswapVAE(nn.Module):
             context = known_context(x_unit, stage, stages).to(features.dtype)
             h = self.px_stage[stage](torch.cat([features, context], 1))
             plan = PIXEL_STAGES[stages][stage]
-            if plan.stride == 4:       # the head predicts every 2x2 cell; keep the cells of this stage
-                h = h[..., plan.dy // 2::2, plan.dx // 2::2]
+            if plan.stride > 2:        # the head predicts every 2x2 cell; keep the cells of this stage
+                h = h[..., plan.dy // 2::plan.stride // 2, plan.dx // 2::plan.stride // 2]
             h = h.to(x_unit.dtype)     # out of autocast: the mean needs more than bfloat16's 8 bits
             if plan.neighbours:
                 base_mean, deviation = neighbour_stats(x_unit, stage, stages)
