@@ -329,11 +329,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = LosslessTrainConfig()
     parser.add_argument("--data", nargs="+", default=defaults.data, help="data directories with images/")
     parser.add_argument("--ckpt-dir", default=defaults.ckpt_dir, help="checkpoint directory (resumes from it)")
-    for name in ("steps", "batch", "warmup", "width", "depth", "levels", "latent_channels", "pixel_stages", "eval_every",
-                 "ckpt_every", "val_crops", "threads", "seed"):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
+    helps = {
+        "steps": "total optimizer steps (also the length of the cosine schedule)",
+        "batch": "64x64 crops per step", "warmup": "steps of linear learning-rate warm-up",
+        "width": "channels inside every network", "depth": "residual blocks per network",
+        "levels": "latent levels L", "latent_channels": "channels per latent",
+        "pixel_stages": "pixel coding stages: 1 (the reference), 4, 7 or 10",
+        "eval_every": "steps between validations", "ckpt_every": "steps between checkpoints",
+        "val_crops": "validation crops", "threads": "torch threads", "seed": "random seed",
+        "lr": "peak learning rate", "lr_min": "final learning rate", "clip": "gradient norm clip",
+        "synth_fraction": "share of each batch taken from synthetic frames",
+    }
+    for name in ("steps", "batch", "warmup", "width", "depth", "levels", "latent_channels", "pixel_stages",
+                 "eval_every", "ckpt_every", "val_crops", "threads", "seed"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name),
+                            help=f"{helps[name]} (default {getattr(defaults, name)})")
     for name in ("lr", "lr_min", "clip", "synth_fraction"):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
+        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name),
+                            help=f"{helps[name]} (default {getattr(defaults, name)})")
     parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in float32")
     parser.add_argument("--init-from", default="", help="start a new run from this checkpoint's weights")
     parser.add_argument("--export", metavar="OUT", help="only export CKPT/best.pt as fp16 weights to OUT")

@@ -94,11 +94,6 @@ class Transform(nn.Module):
         return h
 
 
-def pixels_to_unit(x: torch.Tensor) -> torch.Tensor:
-    """uint8 levels 0..255 -> [-1, 1] in the dtype of the default float (or given tensor)."""
-    return x.to(torch.get_default_dtype() if not x.is_floating_point() else x.dtype) / 127.5 - 1.0
-
-
 def logistic_log_density(z: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
     t = (z - mean) * torch.exp(-log_scale)
     return -t - 2.0 * F.softplus(-t) - log_scale
