@@ -22,27 +22,11 @@ import numpy as np
 import torch
 
 from edge.bench.classical import SWEEPS, bd_rate, rd_points
+from edge.bench.lossless import centre_crop, list_inputs
 from edge.codec.imageio import read_image
 from edge.codec.patches import PatchGrid
 from edge.codec.quality import psnr
 from edge.codec.roi import image_from_patches, image_patches
-from edge.train.data import IMAGE_SUFFIXES
-
-
-def list_inputs(names: list[str]) -> list[Path]:
-    paths = []
-    for name in names:
-        path = Path(name)
-        paths += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
-    return paths
-
-
-def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
-    if size <= 0:
-        return image
-    top = max(0, (image.shape[0] - size) // 2)
-    left = max(0, (image.shape[1] - size) // 2)
-    return np.ascontiguousarray(image[top: top + size, left: left + size])
 
 
 def our_points(coder, image: np.ndarray, levels) -> list[dict]:
