@@ -2,7 +2,8 @@
 
 Data: the training frames of each ``--data`` directory (held-out wta-train scenes are never
 trained on, see :mod:`edge.segment.dataset`), cached in memory at a size slightly above the
-network size. Each step draws a batch, augments it (flips, rotation within +-``rotate``
+network size. Frames of the first directory (the real photos) and close-ups are drawn more
+often (``first_data_weight``, ``closeup_weight``); class weights follow the drawn mix. Each step draws a batch, augments it (flips, rotation within +-``rotate``
 degrees, zoom in [``zoom_min``, ``zoom_max``], brightness/contrast jitter), and trains at the
 network size (long side 512). Validation F1 on the held-out frames is logged every
 ``--eval-every`` steps. Checkpoints (model, optimiser, step, random state) go to
@@ -53,6 +54,8 @@ class SegTrainConfig:
     threads: int = 1
     seed: int = 0
     max_val: int = 0              # 0 = all held-out frames
+    first_data_weight: float = 2.0   # frames of the first --data directory are drawn this much more often
+    closeup_weight: float = 2.0      # close-up frames are drawn this much more often
 
 
 @dataclass
@@ -61,13 +64,14 @@ class Sample:
     rgb: np.ndarray               # uint8, cached size
     mask: np.ndarray              # uint8 0/1, cached size
     view: str
+    source: int                   # index of the data directory it came from
 
 
 def load_samples(config: SegTrainConfig, held_out: bool) -> list[Sample]:
     """Frames of every data directory, resized so the long side is 1.25x the network's."""
     cache_long = int(config.long_side * 1.25)
     samples = []
-    for data_dir in config.data:
+    for source, data_dir in enumerate(config.data):
         for frame in list_frames(Path(data_dir)):
             if is_held_out(frame.name) != held_out:
                 continue
@@ -77,7 +81,7 @@ def load_samples(config: SegTrainConfig, held_out: bool) -> list[Sample]:
             scale = cache_long / max(h, w)
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
             samples.append(Sample(frame.name, cv2.resize(rgb, size, interpolation=cv2.INTER_AREA),
-                                  cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST), frame.view))
+                                  cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST), frame.view, source))
     return samples
 
 
@@ -192,7 +196,10 @@ def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
         val_samples = val_samples[: config.max_val]
     if not train_samples:
         raise ConfigError("no training frames found in the data directories", "data")
-    blade_fraction = float(np.mean([s.mask.mean() for s in train_samples]))
+    draw_weight = np.array([(config.first_data_weight if s.source == 0 else 1.0)
+                            * (config.closeup_weight if s.view == "closeup" else 1.0) for s in train_samples])
+    draw_probability = draw_weight / draw_weight.sum()
+    blade_fraction = float(np.sum(draw_probability * [s.mask.mean() for s in train_samples]))
     weights = class_weights(blade_fraction)
 
     model = BUNetV2(UNetConfig(base_width=config.base_width, input_long_side=config.long_side))
@@ -222,7 +229,7 @@ def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
     running: dict[str, float] = {}
     started, start_step = time.time(), step
     while step < config.steps:
-        picks = rng.integers(0, len(train_samples), config.batch)
+        picks = rng.choice(len(train_samples), config.batch, p=draw_probability)
         pairs = [augment(train_samples[i], out_hw, rng, config) for i in picks]
         x, raw = to_batch([p[0] for p in pairs])
         target = torch.from_numpy(np.stack([p[1] for p in pairs])).float().unsqueeze(1)
@@ -279,7 +286,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt-dir", default=defaults.ckpt_dir, help="checkpoints and train.log (resumes from last.pt)")
     for name in ("steps", "batch", "base_width", "long_side", "crop", "crf_ramp", "eval_every", "ckpt_every", "threads", "seed", "max_val"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
-    for name in ("lr", "crf_weight", "focal_gamma", "rotate", "zoom_min", "zoom_max"):
+    for name in ("lr", "crf_weight", "focal_gamma", "rotate", "zoom_min", "zoom_max",
+                 "first_data_weight", "closeup_weight"):
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     parser.add_argument("--export", metavar="PT", help="instead of training, write the fp16 weights of "
                         "CKPT/best.pt to this file")
