@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -55,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="processes of Bit-swap's stream pool (0: none)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--backends", action="store_true",
+                   help="also time every network on PyTorch and on ONNX Runtime (CPU), 1 and 2 threads")
     return p
 
 
@@ -205,8 +208,25 @@ def run(args) -> int:
             bar.close()
         if pool is not None:
             pool.close()
+    if args.backends:
+        result["backends"] = backend_speeds(args)
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=1))
     render_outputs(result, args, None)
     return 0
+
+
+def backend_speeds(args) -> list[dict]:
+    """PyTorch against ONNX Runtime for each network the engines accelerate (edge.bench.engines)."""
+    import tempfile
+
+    from edge.bench import engines
+    from edge.runtime.networks import lossy_group, segmentation_group
+
+    coder, unet, _ = engines.load_models(args.lossy_weights, args.seg_weights)
+    with tempfile.TemporaryDirectory() as folder:
+        return engines.measure([lossy_group(coder), segmentation_group(unet)], [1, 2], repeat=3, patches=2,
+                               folder=Path(folder))
 
 
 def main(argv: list[str] | None = None) -> int:
