@@ -10,7 +10,6 @@ Modes:
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +18,10 @@ import numpy as np
 
 from edge.codec import jpegexact, roi
 from edge.codec.container import Bundle, BundleRegion, SourceMetadata, pixels_sha256
-from edge.codec.imageio import decode_image_bytes, read_image
+from edge.codec.imageio import read_image
 from edge.codec.maskcode import encode_mask
 from edge.codec.metadata import source_metadata_from_bytes
 from edge.codec.patches import PatchGrid, blade_cells, cells_to_mask
-from edge.codec.quality import psnr
 from edge.errors import CodingError, InputError, ModelError
 
 MODES = ("lossy", "lossless", "roi")
