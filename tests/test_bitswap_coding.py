@@ -161,6 +161,19 @@ def test_process_pool_matches_local_coding(tiny_model):
         coded = parallel.compress_image(image)
         assert coded.streams == local.streams
         assert np.array_equal(parallel.decompress_image(coded), image)
+        # A damaged stream fails cleanly and leaves the pool usable.
+        damaged = type(coded)(**{**coded.__dict__, "streams": (coded.streams[0][:-4],) + coded.streams[1:]})
+        with pytest.raises(CodingError):
+            parallel.decompress_image(damaged)
+        assert np.array_equal(parallel.decompress_image(coded), image)
+        # A failure in the middle of a pipelined job (non-finite parameters) too.
+        broken = BitswapVAE(tiny_model.config)
+        broken.load_state_dict(tiny_model.state_dict())
+        with torch.no_grad():
+            broken.px_stage[3].head.bias.fill_(float("nan"))
+        with pytest.raises(CodingError, match="non-finite"):
+            BitswapCoder(broken, streams=3, pool=pool, latent_bins=256).compress_image(image)
+        assert np.array_equal(parallel.decompress_image(coded), image)
 
 
 def test_damaged_stream_raises_coding_error(tiny_model):

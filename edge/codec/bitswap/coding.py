@@ -14,9 +14,11 @@ initial bits than the first posterior takes (Bit-swap's point). Decoding runs th
 backwards and ends by re-encoding z1 with q(z1 | x): the stream is left exactly as the seed was.
 
 Streams and patches: with S streams, patch ``i`` goes to stream ``i % S`` in round ``i // S``.
-All streams of one round are coded in lock-step: every network runs once on the batch of the
+The streams of one round are coded in lock-step: every network runs once on the batch of the
 round's patches, and the per-stream ANS work goes to a :class:`LocalStreams` or a
-:class:`StreamPool`. One stream (S = 1) is the reference's sequential chain.
+:class:`StreamPool`. With a pool the streams form two groups that alternate, so that the workers
+code one group while this process runs the other group's networks. One stream (S = 1, no pool)
+is the reference's sequential chain. The streams' contents do not depend on the grouping.
 
 Decodable anywhere: the networks run in float64 on the CPU (:class:`CanonicalNetworks`) and their
 outputs are snapped to the integer grid of :mod:`edge.codec.bitswap.discretize` before any
@@ -25,7 +27,8 @@ table is built.
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections import deque
+from typing import Generator, Sequence
 
 import numpy as np
 import torch
@@ -36,6 +39,10 @@ from edge.codec.bitswap.streams import LocalStreams, StreamPool
 from edge.errors import CodingError, InputError
 
 DEFAULT_LATENT_BINS = 1024
+
+# A coding job as a generator: it yields ANS requests ("decode" | "encode", layout name,
+# {stream: arrays}) and receives each decode's symbols ({stream: int32 array}) back.
+Steps = Generator[tuple, object, object]
 
 
 class CanonicalNetworks:
@@ -114,11 +121,11 @@ def _decoded(result: dict[int, np.ndarray], ids: list[int], shape: tuple[int, ..
     return np.stack([result[sid].reshape(shape) for sid in ids])
 
 
-def _encode_round(nets: CanonicalNetworks, streams, x: np.ndarray, ids: list[int]) -> None:
+def _encode_round(nets: CanonicalNetworks, x: np.ndarray, ids: list[int]) -> Steps:
     latent, levels = nets.latent.name, nets.levels
     symbols, values = [], []
     n, j = nets.posterior(0, x / 127.5 - 1.0)
-    symbols.append(_decoded(streams.decode(latent, _requests(ids, n, j)), ids, n.shape[1:]))
+    symbols.append(_decoded((yield ("decode", latent, _requests(ids, n, j))), ids, n.shape[1:]))
     values.append(nets.latent.centers(symbols[0]))
     features = nets.pixel_features(values[0])
     pixel_symbols, pixel_n, pixel_j = [], [], []
@@ -130,31 +137,31 @@ def _encode_round(nets: CanonicalNetworks, streams, x: np.ndarray, ids: list[int
         pixel_n.append(np.stack([grid[0] for grid in grids], axis=1).reshape(len(ids), -1))
         pixel_j.append(np.stack([grid[1] for grid in grids], axis=1).reshape(len(ids), -1))
     # One push per stream, in decoding order: stage by stage, R then G then B.
-    streams.encode(nets.pixel.name, _requests(ids, *(np.concatenate(parts, axis=1)
-                                                   for parts in (pixel_symbols, pixel_n, pixel_j))))
+    yield ("encode", nets.pixel.name, _requests(ids, *(np.concatenate(parts, axis=1)
+                                                    for parts in (pixel_symbols, pixel_n, pixel_j))))
     for level in range(1, levels):
         n, j = nets.posterior(level, values[level - 1])
-        symbols.append(_decoded(streams.decode(latent, _requests(ids, n, j)), ids, n.shape[1:]))
+        symbols.append(_decoded((yield ("decode", latent, _requests(ids, n, j))), ids, n.shape[1:]))
         values.append(nets.latent.centers(symbols[level]))
         n, j = nets.prior(level - 1, values[level])
-        streams.encode(latent, _requests(ids, symbols[level - 1], n, j))
+        yield ("encode", latent, _requests(ids, symbols[level - 1], n, j))
     n, j = nets.top_prior(len(ids))
-    streams.encode(latent, _requests(ids, symbols[levels - 1], n, j))
+    yield ("encode", latent, _requests(ids, symbols[levels - 1], n, j))
 
 
-def _decode_round(nets: CanonicalNetworks, streams, ids: list[int]) -> np.ndarray:
+def _decode_round(nets: CanonicalNetworks, ids: list[int]) -> Steps:
     latent, levels = nets.latent.name, nets.levels
     symbols: list[np.ndarray | None] = [None] * levels
     values: list[np.ndarray | None] = [None] * levels
     n, j = nets.top_prior(len(ids))
-    symbols[-1] = _decoded(streams.decode(latent, _requests(ids, n, j)), ids, n.shape[1:])
+    symbols[-1] = _decoded((yield ("decode", latent, _requests(ids, n, j))), ids, n.shape[1:])
     values[-1] = nets.latent.centers(symbols[-1])
     for level in range(levels - 1, 0, -1):
         n, j = nets.prior(level - 1, values[level])
-        symbols[level - 1] = _decoded(streams.decode(latent, _requests(ids, n, j)), ids, n.shape[1:])
+        symbols[level - 1] = _decoded((yield ("decode", latent, _requests(ids, n, j))), ids, n.shape[1:])
         values[level - 1] = nets.latent.centers(symbols[level - 1])
         n, j = nets.posterior(level, values[level - 1])
-        streams.encode(latent, _requests(ids, symbols[level], n, j))
+        yield ("encode", latent, _requests(ids, symbols[level], n, j))
     features = nets.pixel_features(values[0])
     size = nets.config.patch_size
     x = np.zeros((len(ids), 3, size, size), dtype=np.uint8)
@@ -163,16 +170,73 @@ def _decode_round(nets: CanonicalNetworks, streams, ids: list[int]) -> np.ndarra
         x_stage = stage_view(x, stage, nets.pixel_stages)        # a view: decoding fills x
         for channel in range(3):
             n, j = nets.pixel_grid(params, x_stage, channel)
-            x_stage[:, channel] = _decoded(streams.decode(nets.pixel.name, _requests(ids, n, j)), ids,
-                                           n.shape[1:])
+            x_stage[:, channel] = _decoded((yield ("decode", nets.pixel.name, _requests(ids, n, j))),
+                                           ids, n.shape[1:])
     n, j = nets.posterior(0, x / 127.5 - 1.0)
-    streams.encode(latent, _requests(ids, symbols[0], n, j))
+    yield ("encode", latent, _requests(ids, symbols[0], n, j))
     return x
 
 
-def _rounds(count: int, streams: int) -> list[list[int]]:
-    """Stream ids active in each round: patch r*S + s is on stream s in round r."""
-    return [list(range(min(streams, count - start))) for start in range(0, count, streams)]
+def _encode_group(nets: CanonicalNetworks, patches: np.ndarray, streams: int, group: list[int]) -> Steps:
+    """All rounds of the streams in ``group``: patch r*S + s is on stream s in round r."""
+    for start in range(0, len(patches), streams):
+        ids = [sid for sid in group if start + sid < len(patches)]
+        if ids:
+            yield from _encode_round(nets, patches[[start + sid for sid in ids]], ids)
+
+
+def _decode_group(nets: CanonicalNetworks, out: np.ndarray, streams: int, group: list[int]) -> Steps:
+    """Inverse of :func:`_encode_group`, rounds last to first, filling ``out``."""
+    for start in reversed(range(0, len(out), streams)):
+        ids = [sid for sid in group if start + sid < len(out)]
+        if ids:
+            out[[start + sid for sid in ids]] = yield from _decode_round(nets, ids)
+
+
+def _groups(streams: int, pool: StreamPool | None) -> list[list[int]]:
+    """One group of all streams in this process; two with a pool, each spread over every worker.
+
+    The pool codes one group's ANS step while this process runs the other group's networks.
+    """
+    if pool is None or streams < 2:
+        return [list(range(streams))]
+    width = pool.workers
+    groups = [[sid for sid in range(streams) if (sid // width) % 2 == half] for half in (0, 1)]
+    return [group for group in groups if group]
+
+
+def _run(steps: list[Steps], streams) -> None:
+    """Drive the groups' generators: each ANS request goes to ``streams``, its answer back.
+
+    With a pool the requests are submitted without waiting, so that while the workers code one
+    group's request this process computes the next request of another group.
+    """
+    if not isinstance(streams, StreamPool):
+        for generator in steps:
+            answer = None
+            try:
+                while True:
+                    op, layout, requests = generator.send(answer)
+                    answer = getattr(streams, op)(layout, requests)
+            except StopIteration:
+                pass
+        return
+    pending: deque[Steps] = deque()
+    try:
+        for generator in steps:
+            streams.submit(*next(generator))
+            pending.append(generator)
+        while pending:
+            generator = pending.popleft()
+            answer = streams.collect()
+            try:
+                streams.submit(*generator.send(answer))
+                pending.append(generator)
+            except StopIteration:
+                pass
+    except BaseException:
+        streams.drain(len(pending))
+        raise
 
 
 def _open(seeds: Sequence[np.ndarray], pool: StreamPool | None):
@@ -198,9 +262,7 @@ def encode_patches(model: BitswapVAE | CanonicalNetworks, patches: np.ndarray, s
     if not seeds:
         raise CodingError("Bit-swap needs at least one stream")
     streams = _open(seeds, pool)
-    for index, ids in enumerate(_rounds(len(patches), len(seeds))):
-        start = index * len(seeds)
-        _encode_round(nets, streams, patches[start:start + len(ids)], ids)
+    _run([_encode_group(nets, patches, len(seeds), group) for group in _groups(len(seeds), pool)], streams)
     return streams.words()
 
 
@@ -213,8 +275,6 @@ def decode_patches(model: BitswapVAE | CanonicalNetworks, streams_words: Sequenc
     size = nets.config.patch_size
     out = np.zeros((count, 3, size, size), dtype=np.uint8)
     streams = _open(streams_words, pool)
-    rounds = _rounds(count, len(streams_words))
-    for index in range(len(rounds) - 1, -1, -1):
-        start = index * len(streams_words)
-        out[start:start + len(rounds[index])] = _decode_round(nets, streams, rounds[index])
+    groups = _groups(len(streams_words), pool)
+    _run([_decode_group(nets, out, len(streams_words), group) for group in groups], streams)
     return out, streams.words()

@@ -178,8 +178,15 @@ class StreamPool:
         self.close()
 
     def _call(self, command: str, payloads: list) -> list:
+        self._send(command, payloads)
+        return self._receive()
+
+    def _send(self, command: str, payloads: list) -> None:
         for connection, payload in zip(self.connections, payloads):
             connection.send((command, payload))
+
+    def _receive(self) -> list:
+        """One answer from every worker, in the order the commands were sent."""
         results, failure = [], None
         for connection in self.connections:
             status, result = connection.recv()
@@ -221,6 +228,31 @@ class StreamPool:
 
     def encode(self, layout_name: str, requests: dict[int, Request]) -> None:
         self._call("encode", [(layout_name, part) for part in self._split(requests)])
+
+    # Pipelined use: submit several requests, then collect their answers in the same order.
+    def submit(self, op: str, layout_name: str, requests: dict[int, Request]) -> None:
+        if op not in ("decode", "encode"):
+            raise CodingError(f"unknown stream operation {op!r}")
+        self._send(op, [(layout_name, part) for part in self._split(requests)])
+
+    def collect(self):
+        """Answer of the oldest submitted request: decoded symbols by stream, or None for an encode."""
+        parts = self._receive()
+        if all(part is None for part in parts):
+            return None
+        merged: dict[int, np.ndarray] = {}
+        for part in parts:
+            merged.update(part or {})
+        return merged
+
+    def drain(self, count: int) -> None:
+        """Read and drop the answers of ``count`` submitted requests (after a failure)."""
+        for _ in range(count):
+            for connection in self.connections:
+                try:
+                    connection.recv()
+                except (OSError, EOFError):
+                    pass
 
     def words(self) -> list[np.ndarray]:
         merged: dict[int, np.ndarray] = {}
