@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -185,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--streams", type=int, default=0, help="streams per crop in parallel mode (0: auto)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads for the networks (0: torch's default)")
     parser.add_argument("--checkpoint", help="a training checkpoint instead of the shipped weights")
+    parser.add_argument("--latent-bins", type=int, default=0, help="latent bins (0: the weights' own)")
     parser.add_argument("--no-elbo", action="store_true", help="skip the model's ELBO estimate")
     parser.add_argument("--json", help="write the results to this JSON file")
     args = parser.parse_args(argv)
@@ -201,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         model, weights_id = load_model(args)
         streams = args.streams or None
-        parallel = BitswapCoder(model, pool=pool, streams=streams)
-        sequential = BitswapCoder(model, streams=1)
+        bins = args.latent_bins or None
+        parallel = BitswapCoder(model, pool=pool, streams=streams, latent_bins=bins)
+        sequential = BitswapCoder(model, streams=1, latent_bins=bins)
         pool.warm([parallel.nets.latent.name, parallel.nets.pixel.name])
         parallel.nets.latent.build_all()      # the sequential coder shares this process's tables
         parallel.nets.pixel.build_all()
@@ -227,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path.name}: bitswap={row['bitswap']['bpp']:.3f} bpp "
                   f"({row['bitswap']['encode_s_per_mp']:.1f} s/MP) {others}", flush=True)
         result = {"weights": weights_id, "crop": args.crop, "workers": args.workers,
+                  "latent_bins": parallel.latent_bins, "load_average": list(os.getloadavg()),
                   "torch_threads": torch.get_num_threads(), "rows": rows, "summary": summarize(rows)}
     except EdgeError as error:
         print(f"error: {error}", file=sys.stderr)
