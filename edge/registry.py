@@ -31,6 +31,7 @@ class ModelSpec:
 # One entry per shipped model. Bundles store these names: never rename or reuse one.
 MODELS: dict[str, ModelSpec] = {
     "hp-easn": ModelSpec("hp-easn", "lossy", "hp_easn.pt", "edge.codec.lossy.weights:load_coder"),
+    "bunetv2": ModelSpec("bunetv2", "segmentation", "bunetv2.pt", "edge.segment.unet:load_weights"),
     "bitswap": ModelSpec("bitswap", "lossless", "bitswap.pt", "edge.codec.bitswap.coder:load_weights"),
 }
 
