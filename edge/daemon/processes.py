@@ -15,6 +15,19 @@ import tempfile
 import time
 from pathlib import Path
 
+
+def terminate(process: subprocess.Popen, timeout: float) -> int:
+    """SIGTERM a child and wait for it; SIGKILL when it is not gone after ``timeout``."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
 MODULES = {"daemon": "edge.daemon", "subscriber": "edge.offshore"}
 
 
@@ -73,14 +86,7 @@ class ServiceProcess:
         """SIGTERM and wait (SIGKILL after ``timeout``); returns the exit status."""
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return terminate(self.process, timeout)
 
     def kill(self) -> None:
         """SIGKILL: a crash at whatever point the process is."""
