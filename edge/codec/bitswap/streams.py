@@ -13,6 +13,7 @@ start method (CUDA does not survive a fork) and its workers never import torch.
 from __future__ import annotations
 
 import multiprocessing
+import time
 from typing import Sequence
 
 import constriction
@@ -131,6 +132,8 @@ def _worker_main(connection) -> None:
                 result = None
             elif command == "words":
                 result = {sid: coder.get_compressed().copy() for sid, coder in coders.items()}
+            elif command == "cpu":
+                result = time.process_time()
             elif command == "bits":
                 result = {sid: int(coder.num_bits()) for sid, coder in coders.items()}
             elif command == "warm":
@@ -205,6 +208,10 @@ class StreamPool:
         for sid, item in items.items():
             parts[sid % self.workers][sid] = item
         return parts
+
+    def cpu_seconds(self) -> float:
+        """CPU time the workers have used so far (all of them together)."""
+        return float(sum(self._call("cpu", [None] * self.workers)))
 
     def warm(self, layout_names: Sequence[str]) -> None:
         """Build the tables of these layouts in every worker ahead of the first job."""
