@@ -89,8 +89,8 @@ def measure_bitswap(coder, image: np.ndarray) -> dict:
 
     pixels = image.shape[0] * image.shape[1]
 
-    def cpu() -> float:   # this process and the pool's workers
-        return time.process_time() + (coder.pool.cpu_seconds() if coder.pool is not None else 0.0)
+    def cpu() -> np.ndarray:   # CPU seconds of this process (the networks) and of the pool's workers
+        return np.array([time.process_time(), coder.pool.cpu_seconds() if coder.pool is not None else 0.0])
 
     cpu_start, start = cpu(), time.perf_counter()
     coded = coder.compress_image(image)
@@ -105,7 +105,8 @@ def measure_bitswap(coder, image: np.ndarray) -> dict:
             "exact": exact, "patches": coded.count,
             "streams": len(coded.streams), "encode_s": encode_s, "decode_s": decode_s,
             "encode_s_per_mp": encode_s / (pixels / 1e6), "decode_s_per_mp": decode_s / (pixels / 1e6),
-            "encode_cpu_s": encode_cpu, "decode_cpu_s": decode_cpu,
+            "encode_cpu_s": float(encode_cpu.sum()), "decode_cpu_s": float(decode_cpu.sum()),
+            "encode_cpu_s_main_workers": encode_cpu.tolist(), "decode_cpu_s_main_workers": decode_cpu.tolist(),
             "initial_bits_per_stream": float(np.mean(initial_bits)),
             "net_bits_per_patch": (coded.bits - sum(initial_bits)) / coded.count,
             "bits_per_patch": coded.bits / coded.count}
@@ -141,6 +142,10 @@ def load_model(args):
     return registry_load("bitswap"), weights_sha256(get_spec("bitswap").weights_path)
 
 
+def workers_count(rows: list[dict]) -> int:
+    return max(1, int(rows[0].get("workers", 1))) if rows else 1
+
+
 def summarize(rows: list[dict]) -> dict:
     groups: dict[str, list[dict]] = {}
     for row in rows:
@@ -173,6 +178,11 @@ def summarize(rows: list[dict]) -> dict:
                     sum(row[key][f"{op}_s"] for row in timed) / pixels
                 summary["speed"][f"{mode}_{op}_cpu_s_per_mp"] = sum(row[key][f"{op}_cpu_s"] for row in timed) / pixels
         speed = summary["speed"]
+        # On idle cores the pipelined parallel mode takes max(networks, ANS work / workers) per job.
+        for op in ("encode", "decode"):
+            main, workers = np.sum([row["bitswap"][f"{op}_cpu_s_main_workers"] for row in timed], axis=0)
+            sequential_cpu = sum(row["bitswap_sequential"][f"{op}_cpu_s"] for row in timed)
+            speed[f"{op}_speedup_on_idle_cores_estimate"] = sequential_cpu / max(main, workers / workers_count(rows))
         speed["encode_speedup"] = speed["sequential_encode_s_per_mp"] / speed["parallel_encode_s_per_mp"]
         speed["decode_speedup"] = speed["sequential_decode_s_per_mp"] / speed["parallel_decode_s_per_mp"]
         speed["images"] = len(timed)
@@ -230,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                    "pixels": image.shape[0] * image.shape[1]}
             row.update(measure_classical(image, codecs))
             row["bitswap"] = measure_bitswap(parallel, image)
+            row["workers"] = args.workers
             if index < args.sequential:
                 row["bitswap_sequential"] = measure_bitswap(sequential, image)
             if not args.no_elbo:
