@@ -118,3 +118,21 @@ def test_train_seg_refuses_a_second_run_on_the_same_checkpoints(tiny_data, tmp_p
         assert main(["train", "seg", "--data", str(tiny_data), "--ckpt-dir", str(ckpt), "--steps", "1", *TINY_TRAIN]) == 1
     assert "another training run" in capsys.readouterr().err
     assert not (ckpt / "last.pt").exists()
+
+
+@pytest.mark.slow
+def test_train_seg_init_from_starts_a_new_run_from_given_weights(tiny_data, tmp_path):
+    first = tmp_path / "first"
+    assert main(["train", "seg", "--data", str(tiny_data), "--ckpt-dir", str(first), "--steps", "2", *TINY_TRAIN]) == 0
+    second = tmp_path / "second"
+    # A learning rate this small leaves the convolution weights where the first run left them.
+    assert main(["train", "seg", "--data", str(tiny_data), "--ckpt-dir", str(second), "--steps", "1",
+                 "--init-from", str(first / "last.pt"), "--lr", "1e-12", *TINY_TRAIN]) == 0
+    start, new = torch.load(first / "last.pt", weights_only=False), torch.load(second / "last.pt", weights_only=False)
+    assert new["step"] == 1
+    conv_keys = [k for k in start["model"] if k.endswith("weight") and start["model"][k].dim() == 4]
+    assert conv_keys and all(torch.allclose(start["model"][k], new["model"][k], atol=1e-6) for k in conv_keys)
+    weights = tmp_path / "w.pt"
+    assert main(["train", "seg", "--ckpt-dir", str(second), "--export", str(weights), "--export-from", "last"]) == 0
+    exported = load_weights(weights).state_dict()
+    assert all(torch.allclose(exported[k], new["model"][k].float(), atol=1e-2) for k in conv_keys)

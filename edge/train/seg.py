@@ -56,6 +56,8 @@ class SegTrainConfig:
     max_val: int = 0              # 0 = all held-out frames
     first_data_weight: float = 2.0   # frames of the first --data directory are drawn this much more often
     closeup_weight: float = 2.0      # close-up frames are drawn this much more often
+    colour_jitter: float = 0.15      # per-channel gain and saturation vary within +-colour_jitter
+    init_from: str = ""              # start a new run from this checkpoint's weights (not its optimiser or step)
 
 
 @dataclass
@@ -111,8 +113,14 @@ def augment(sample: Sample, out_hw: tuple[int, int], rng: np.random.Generator,
         rgb, mask = rgb[:, ::-1], mask[:, ::-1]
     if rng.random() < 0.5:
         rgb, mask = rgb[::-1], mask[::-1]
-    # Photometric jitter: contrast and brightness.
+    # Photometric jitter: contrast and brightness, then a colour cast (per-channel gain) and
+    # saturation, since the scenes differ in light and white balance.
     rgb = rgb.astype(np.float32) * rng.uniform(0.8, 1.2) + rng.uniform(-20, 20)
+    if config.colour_jitter > 0:
+        jitter = config.colour_jitter
+        rgb = rgb * rng.uniform(1 - jitter, 1 + jitter, size=3).astype(np.float32)
+        grey = rgb.mean(axis=2, keepdims=True)
+        rgb = grey + (rgb - grey) * rng.uniform(1 - 2 * jitter, 1 + 2 * jitter)
     return np.clip(rgb, 0, 255).astype(np.uint8), mask.astype(np.uint8)
 
 
@@ -214,6 +222,9 @@ def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
         step, best = state["step"], state["best"]
         rng.bit_generator.state = state["rng"]
         log.info("resumed from %s at step %d (best %s)", last_path, step, best)
+    elif config.init_from:
+        model.load_state_dict(torch.load(config.init_from, map_location="cpu", weights_only=False)["model"])
+        log.info("started from the weights of %s", config.init_from)
     log.info("train %d frames, validate %d frames, blade fraction %.3f, class weights %.2f/%.2f, config %s",
              len(train_samples), len(val_samples), blade_fraction, *weights, json.dumps(asdict(config)))
 
@@ -289,13 +300,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name in ("lr", "crf_weight", "focal_gamma", "rotate", "zoom_min", "zoom_max",
                  "first_data_weight", "closeup_weight"):
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
+    parser.add_argument("--colour-jitter", type=float, default=defaults.colour_jitter,
+                        help="colour cast and saturation jitter (0 = off)")
+    parser.add_argument("--init-from", default="", metavar="PT",
+                        help="start a new run from the weights of this training checkpoint")
     parser.add_argument("--export", metavar="PT", help="instead of training, write the fp16 weights of "
-                        "CKPT/best.pt to this file")
+                        "a checkpoint (--export-from) to this file")
+    parser.add_argument("--export-from", choices=("best", "last"), default="best",
+                        help="checkpoint to export: best validation F1 or the last step (default best)")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.export:
-        export_weights(Path(args.ckpt_dir) / "best.pt", Path(args.export))
+        export_weights(Path(args.ckpt_dir) / f"{args.export_from}.pt", Path(args.export))
         print(f"wrote {args.export}")
         return 0
     fields = SegTrainConfig.__dataclass_fields__
