@@ -133,6 +133,21 @@ def test_train_seg_init_from_starts_a_new_run_from_given_weights(tiny_data, tmp_
     conv_keys = [k for k in start["model"] if k.endswith("weight") and start["model"][k].dim() == 4]
     assert conv_keys and all(torch.allclose(start["model"][k], new["model"][k], atol=1e-6) for k in conv_keys)
     weights = tmp_path / "w.pt"
-    assert main(["train", "seg", "--ckpt-dir", str(second), "--export", str(weights), "--export-from", "last"]) == 0
+    assert main(["train", "seg", "--ckpt-dir", str(second), "--export", str(weights), "--export-from", "last",
+                 "--tau", "0.42"]) == 0
+    assert load_weights(weights).config.threshold == 0.42
     exported = load_weights(weights).state_dict()
     assert all(torch.allclose(exported[k], new["model"][k].float(), atol=1e-2) for k in conv_keys)
+
+
+def test_eval_seg_tau_sweep_scores_each_threshold(tiny_data, tiny_weights, tmp_path, capsys):
+    report = tmp_path / "sweep.json"
+    assert main(["eval", "seg", str(tiny_data), "--split", "train", "--weights", str(tiny_weights),
+                 "--tau-sweep", "0,1.01", "--json", str(report)]) == 0
+    assert "| tau_BU |" in capsys.readouterr().out
+    f1 = json.loads(report.read_text())["f1"]
+    # tau 0 marks every pixel blade, tau above 1 none: the U-Net step's F1 follows from the masks.
+    masks = [cv2.imread(str(tiny_data / "masks" / f"envA_{n:02d}.png"), cv2.IMREAD_GRAYSCALE) > 0 for n in (1, 2, 3, 4)]
+    all_blade = np.mean([2 * m.sum() / (m.sum() + m.size) for m in masks])
+    assert abs(f1["0.0"]["all"]["unet"] - all_blade) < 1e-9
+    assert f1["1.01"]["all"]["unet"] == 0.0

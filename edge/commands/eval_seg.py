@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
-from edge.segment.evaluate import SPLITS, evaluate_segmentation, format_table, write_evaluation
+from edge.segment.evaluate import (SPLITS, evaluate_segmentation, format_table, format_tau_sweep, tau_sweep,
+                                   write_evaluation)
 from edge.segment.pipeline import SegmentSettings, load_segmenter
 
 HELP = "segmentation metrics after each step (U-Net, fill, forest, fill) on DATA/images + DATA/masks"
@@ -15,13 +17,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=SPLITS, default="heldout",
                         help="heldout: the held-out wta-train scenes (default); all: every frame")
     parser.add_argument("--weights", type=Path, help="BU-Netv2 weights file (default: the shipped bunetv2)")
-    parser.add_argument("--tau", type=float, default=SegmentSettings.tau_bu, help="threshold tau_BU")
+    parser.add_argument("--tau", type=float, default=SegmentSettings.tau_bu,
+                        help="threshold tau_BU (default: the one stored with the weights)")
+    parser.add_argument("--tau-sweep", metavar="LIST",
+                        help="instead: mean F1 of every step for each of these comma-separated tau_BU values "
+                             "(choose tau_BU on training scenes: --split train)")
     parser.add_argument("--plot", type=Path, help="write the acceptance-ratio curves to this PNG")
     parser.add_argument("--json", type=Path, help="write per-frame scores and tables to this JSON file")
 
 
 def run(args: argparse.Namespace) -> int:
     model = load_segmenter(args.weights)
+    if args.tau_sweep:
+        taus = [float(t) for t in args.tau_sweep.split(",")]
+        sweep = tau_sweep(args.data, model, taus, SegmentSettings(), args.split)
+        if args.json:
+            args.json.write_text(json.dumps(sweep, indent=1))
+        print(format_tau_sweep(sweep))
+        return 0
     evaluation = evaluate_segmentation(args.data, model, SegmentSettings(tau_bu=args.tau), args.split)
     write_evaluation(evaluation, args.json, args.plot)
     print(format_table(evaluation))

@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder for the masks (STEM.png, blade = 255)")
     parser.add_argument("--weights", type=Path, help="BU-Netv2 weights file (default: the shipped bunetv2)")
     parser.add_argument("--tau", type=float, default=SegmentSettings.tau_bu,
-                        help="threshold tau_BU on the flip-averaged U-Net probability")
+                        help="threshold tau_BU on the flip-averaged U-Net probability "
+                             "(default: the one stored with the weights)")
     parser.add_argument("--no-forest", action="store_true", help="skip the per-surface random forest")
 
 

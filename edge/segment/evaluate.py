@@ -15,7 +15,7 @@ import numpy as np
 from edge.errors import InputError
 from edge.segment.dataset import group_by_surface, is_held_out, list_frames, read_mask, read_rgb
 from edge.segment.metrics import METRIC_NAMES, acceptance_curve, frame_scores, summarise
-from edge.segment.pipeline import STEPS, SegmentSettings, segment_surface
+from edge.segment.pipeline import STEPS, SegmentSettings, postprocess, segment_surface, unet_probabilities
 from edge.segment.unet import BUNetV2
 
 STEP_LABELS = {"unet": "BU-Netv2", "fill": "+ hole fill", "forest": "+ forest vote", "final": "+ hole fill (final)"}
@@ -57,7 +57,43 @@ def evaluate_segmentation(data_dir: Path, model: BUNetV2, settings: SegmentSetti
     count = len(frames_out)
     return summarise_frames(frames_out, {k: v / count for k, v in seconds.items()},
                             {"data": str(data_dir), "split": split, "settings": repr(settings),
+                             "tau_bu": model.config.threshold if settings.tau_bu is None else settings.tau_bu,
                              "cpu_seconds_per_image": {k: v / count for k, v in cpu_seconds.items()}})
+
+
+def tau_sweep(data_dir: Path, model: BUNetV2, taus: list[float],
+              settings: SegmentSettings = SegmentSettings(), split: str = "train") -> dict:
+    """Mean F1 after every step for each threshold tau_BU (U-Net run once per photo).
+
+    Choose tau_BU on training scenes (``split="train"``), never on the held-out ones.
+    """
+    per_tau: dict[float, list[dict]] = {tau: [] for tau in taus}
+    for surface, frames in group_by_surface(select_frames(data_dir, split)).items():
+        images = [read_rgb(f.image_path) for f in frames]
+        truths = [read_mask(f.mask_path, rgb.shape[:2]) for f, rgb in zip(frames, images)]
+        probabilities = unet_probabilities(images, model, settings)
+        for tau in taus:
+            result = postprocess(images, probabilities, tau, settings, keep_steps=True)
+            for i, frame in enumerate(frames):
+                per_tau[tau].append({"view": frame.view, "scores": {
+                    step: frame_scores(result.steps[step][i], truths[i]) for step in STEPS}})
+    results = {}
+    for tau, frames_scored in per_tau.items():
+        subsets = {"all": frames_scored, "closeup": [f for f in frames_scored if f["view"] == "closeup"]}
+        results[str(tau)] = {name: {step: summarise([f["scores"][step] for f in subset])["f1"] for step in STEPS}
+                             for name, subset in subsets.items() if subset}
+    return {"data": str(data_dir), "split": split, "taus": taus, "f1": results}
+
+
+def format_tau_sweep(sweep: dict) -> str:
+    """Markdown table: mean F1 of each step and subset, one row per tau_BU."""
+    columns = [(subset, step) for subset in ("all", "closeup") for step in STEPS
+               if subset in next(iter(sweep["f1"].values()))]
+    lines = ["| tau_BU | " + " | ".join(f"{subset} {step}" for subset, step in columns) + " |",
+             "|---" * (len(columns) + 1) + "|"]
+    for tau, table in sweep["f1"].items():
+        lines.append(f"| {tau} | " + " | ".join(f"{table[subset][step]:.4f}" for subset, step in columns) + " |")
+    return "\n".join(lines)
 
 
 def summarise_frames(frames: list[dict], seconds_per_image: dict[str, float], meta: dict) -> dict:

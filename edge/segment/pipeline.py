@@ -32,7 +32,8 @@ STEPS = ("unet", "fill", "forest", "final")
 
 @dataclass(frozen=True)
 class SegmentSettings:
-    tau_bu: float = 0.5            # threshold on the flip-averaged U-Net probability
+    tau_bu: float | None = None    # threshold on the flip-averaged U-Net probability;
+                                   # None: the one stored with the weights (UNetConfig.threshold)
     flips: bool = True             # 4-flip test-time augmentation
     work_long_side: int = 1024
     use_forest: bool = True
@@ -81,6 +82,13 @@ def work_size(height: int, width: int, long_side: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
+def unet_probabilities(images: list[np.ndarray], model: BUNetV2,
+                       settings: SegmentSettings = SegmentSettings()) -> list[np.ndarray]:
+    """Flip-averaged U-Net blade probabilities of each photo, at its work size."""
+    return [_resize(predict_probability(model, rgb, settings.flips),
+                    work_size(*rgb.shape[:2], settings.work_long_side)) for rgb in images]
+
+
 def segment_surface(images: list[np.ndarray], model: BUNetV2,
                     settings: SegmentSettings = SegmentSettings(),
                     keep_steps: bool = False) -> SurfaceSegmentation:
@@ -90,13 +98,24 @@ def segment_surface(images: list[np.ndarray], model: BUNetV2,
     too, for evaluation.
     """
     clock = _StepClock()
-    photo_sizes = [rgb.shape[:2] for rgb in images]
-    work_sizes = [work_size(*hw, settings.work_long_side) for hw in photo_sizes]
-
     clock.start("unet")
-    unet_probabilities = [_resize(predict_probability(model, rgb, settings.flips), hw)
-                          for rgb, hw in zip(images, work_sizes)]
-    unet_masks = [p >= settings.tau_bu for p in unet_probabilities]
+    probabilities = unet_probabilities(images, model, settings)
+    clock.stop()
+    tau_bu = model.config.threshold if settings.tau_bu is None else settings.tau_bu
+    return postprocess(images, probabilities, tau_bu, settings, keep_steps, clock)
+
+
+def postprocess(images: list[np.ndarray], unet_probs: list[np.ndarray], tau_bu: float,
+                settings: SegmentSettings = SegmentSettings(), keep_steps: bool = False,
+                clock: _StepClock | None = None) -> SurfaceSegmentation:
+    """The steps after the U-Net: threshold at ``tau_bu``, hole fill, forest vote, hole fill.
+
+    ``unet_probs`` are the work-size probabilities of :func:`unet_probabilities`.
+    """
+    clock = clock or _StepClock()
+    photo_sizes = [rgb.shape[:2] for rgb in images]
+    clock.start("unet")
+    unet_masks = [p >= tau_bu for p in unet_probs]
     clock.stop()
 
     clock.start("fill")
@@ -109,7 +128,7 @@ def segment_surface(images: list[np.ndarray], model: BUNetV2,
         forest_probabilities = surface_forest_probabilities(images, filled, settings.forest)
         if forest_probabilities is not None:
             forest_masks = [soft_vote(p_unet, _resize(p_forest, p_unet.shape), settings.forest)
-                            for p_unet, p_forest in zip(unet_probabilities, forest_probabilities)]
+                            for p_unet, p_forest in zip(unet_probs, forest_probabilities)]
     clock.stop()
 
     clock.start("final")

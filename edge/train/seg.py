@@ -280,11 +280,12 @@ def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
     return best
 
 
-def export_weights(ckpt_path: Path, out_path: Path) -> None:
-    """Write the fp16 state dict of a training checkpoint to ``out_path``."""
+def export_weights(ckpt_path: Path, out_path: Path, tau_bu: float = UNetConfig.threshold) -> None:
+    """Write the fp16 state dict of a training checkpoint, with its threshold tau_BU, to ``out_path``."""
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     config = state["config"]
-    model = BUNetV2(UNetConfig(base_width=config["base_width"], input_long_side=config["long_side"]))
+    model = BUNetV2(UNetConfig(base_width=config["base_width"], input_long_side=config["long_side"],
+                               threshold=tau_bu))
     model.load_state_dict(state["model"])
     save_weights(model, out_path)
 
@@ -308,11 +309,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "a checkpoint (--export-from) to this file")
     parser.add_argument("--export-from", choices=("best", "last"), default="best",
                         help="checkpoint to export: best validation F1 or the last step (default best)")
+    parser.add_argument("--tau", type=float, default=UNetConfig.threshold,
+                        help="threshold tau_BU stored with the exported weights (choose it on training "
+                             "scenes with `edge eval seg --split train --tau-sweep`)")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.export:
-        export_weights(Path(args.ckpt_dir) / f"{args.export_from}.pt", Path(args.export))
+        export_weights(Path(args.ckpt_dir) / f"{args.export_from}.pt", Path(args.export), args.tau)
         print(f"wrote {args.export}")
         return 0
     fields = SegTrainConfig.__dataclass_fields__
