@@ -130,6 +130,12 @@ def test_train_seg_init_from_starts_a_new_run_from_given_weights(tiny_data, tmp_
                  "--init-from", str(first / "last.pt"), "--lr", "1e-12", *TINY_TRAIN]) == 0
     start, new = torch.load(first / "last.pt", weights_only=False), torch.load(second / "last.pt", weights_only=False)
     assert new["step"] == 1
+    # The second run's validation curve continues the first one's: step 2, then 2 + 1.
+    from edge.train.seg import training_curve
+    assert [point["step"] for point in training_curve(second)] == [2, 3]
+    curve = tmp_path / "curve.png"
+    assert main(["train", "seg", "--ckpt-dir", str(second), "--plot-curve", str(curve)]) == 0
+    assert curve.stat().st_size > 0
     conv_keys = [k for k in start["model"] if k.endswith("weight") and start["model"][k].dim() == 4]
     assert conv_keys and all(torch.allclose(start["model"][k], new["model"][k], atol=1e-6) for k in conv_keys)
     weights = tmp_path / "w.pt"

@@ -16,6 +16,7 @@ import fcntl
 import json
 import logging
 import math
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -290,6 +291,62 @@ def export_weights(ckpt_path: Path, out_path: Path, tau_bu: float = UNetConfig.t
     save_weights(model, out_path)
 
 
+_VAL_LINE = re.compile(r"step (\d+) lr \S+ loss ([\d.]+) .*? val (\{.*?\})")
+_INIT_LINE = re.compile(r"started from the weights of (\S+)")
+
+
+def training_curve(ckpt_dir: Path) -> list[dict]:
+    """Validation points of a run from its ``train.log``: step, loss, f1_all, f1_closeup.
+
+    A run started with ``--init-from`` continues the curve of the run it started from: its
+    steps are shifted by the step of that checkpoint, and that run's points come first.
+    """
+    log_path = Path(ckpt_dir) / "train.log"
+    if not log_path.exists():
+        raise ConfigError(f"no training log at {log_path}", "ckpt_dir")
+    points: list[dict] = []
+    offset = 0
+    for line in log_path.read_text().splitlines():
+        init = _INIT_LINE.search(line)
+        if init and not points:
+            parent = Path(init.group(1))
+            offset = int(torch.load(parent, map_location="cpu", weights_only=False)["step"])
+            points = [p for p in training_curve(parent.parent) if p["step"] <= offset]
+        match = _VAL_LINE.search(line)
+        if match:
+            scores = json.loads(match.group(3))
+            points.append({"step": offset + int(match.group(1)), "loss": float(match.group(2)),
+                           "run": str(ckpt_dir), **scores})
+    return points
+
+
+def plot_training_curve(ckpt_dir: Path, png_path: Path) -> None:
+    """Validation F1 (all held-out frames with blade, close-ups) and training loss against step."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = training_curve(ckpt_dir)
+    figure, (f1_axis, loss_axis) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for run in dict.fromkeys(p["run"] for p in points):
+        chosen = [p for p in points if p["run"] == run]
+        steps = [p["step"] for p in chosen]
+        f1_axis.plot(steps, [p.get("f1_closeup") for p in chosen], "o-", label=f"close-ups, {Path(run).name}")
+        f1_axis.plot(steps, [p.get("f1_all") for p in chosen], "s--", label=f"all frames, {Path(run).name}")
+        loss_axis.plot(steps, [p["loss"] for p in chosen], "o-", label=Path(run).name)
+    f1_axis.set_xlabel("step")
+    f1_axis.set_ylabel("held-out F1 (U-Net, no flips, tau 0.5)")
+    f1_axis.set_ylim(0, 1)
+    loss_axis.set_xlabel("step")
+    loss_axis.set_ylabel("training loss (running mean)")
+    for axis in (f1_axis, loss_axis):
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(png_path, dpi=110)
+    plt.close(figure)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = SegTrainConfig()
     parser.add_argument("--data", action="append", default=[], metavar="DIR",
@@ -309,12 +366,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "a checkpoint (--export-from) to this file")
     parser.add_argument("--export-from", choices=("best", "last"), default="best",
                         help="checkpoint to export: best validation F1 or the last step (default best)")
+    parser.add_argument("--plot-curve", metavar="PNG", help="instead of training, draw the validation "
+                        "curve of CKPT/train.log (and of the run it started from) to this PNG")
     parser.add_argument("--tau", type=float, default=UNetConfig.threshold,
                         help="threshold tau_BU stored with the exported weights (choose it on training "
                              "scenes with `edge eval seg --split train --tau-sweep`)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.plot_curve:
+        plot_training_curve(Path(args.ckpt_dir), Path(args.plot_curve))
+        print(f"wrote {args.plot_curve}")
+        return 0
     if args.export:
         export_weights(Path(args.ckpt_dir) / f"{args.export_from}.pt", Path(args.export), args.tau)
         print(f"wrote {args.export}")
