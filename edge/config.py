@@ -195,9 +195,11 @@ class CodingConfig(Section):
     """How each photo is coded (edge.codec.photo.CodingSettings; unset values take the codec's defaults)."""
 
     mode: str = Field("roi", pattern=r"^[a-z0-9-]+$",
-                      description="roi (blade and background apart), lossy, lossless, or source-file "
-                                  "to send the original files")
-    quality: int | None = Field(None, ge=0, description="lossy mode: quality level of the whole photo")
+                      description="roi (blade and background apart), lossy, lossless, implicit-roi "
+                                  "(lossy ROI by the mask-conditioned coder), or source-file to send the "
+                                  "original files")
+    quality: int | None = Field(None, ge=0, description="lossy and implicit-roi modes: quality level of the "
+                                                        "whole photo")
     bg_quality: int | None = Field(None, ge=0, description="roi mode: quality level of the background")
     blade: str | None = Field("auto", pattern=r"^[a-z0-9-]+$",
                               description="roi mode: blade coder (auto: jpeg-exact for JPEG photos, lossless "

@@ -7,6 +7,9 @@ Modes:
 * ``lossless``: the whole photo through Bit-swap, bit for bit (region ``whole``).
 * ``roi``: blade and background apart (regions ``background`` and ``blade``), see
   :mod:`edge.codec.roi`.
+* ``implicit-roi``: the whole photo through the mask-conditioned implicit ROI coder at one
+  quality level (region ``whole``); the bundle's mask (fine cells) is its side information,
+  see :mod:`edge.codec.implicit.coder`.
 """
 from __future__ import annotations
 
@@ -24,14 +27,14 @@ from edge.codec.metadata import source_metadata_from_bytes
 from edge.codec.patches import PatchGrid, blade_cells, cells_to_mask
 from edge.errors import CodingError, InputError, ModelError
 
-MODES = ("lossy", "lossless", "roi")
+MODES = ("lossy", "lossless", "roi", "implicit-roi")
 BLADE_CODERS = ("lossless", "lossy", "jpeg-exact", "auto")
 
 
 @dataclass(frozen=True)
 class CodingSettings:
     mode: str = "roi"
-    quality: int = 3            # lossy mode: quality level of the whole photo
+    quality: int = 3            # lossy and implicit-roi modes: quality level of the whole photo
     bg_quality: int = 0         # roi mode: quality level of the background
     blade: str = "lossless"     # roi mode: "lossless" (Bit-swap), "lossy", "jpeg-exact", or "auto"
     blade_quality: int = 5      # roi mode with a lossy blade
@@ -51,10 +54,17 @@ class Coders:
     """
 
     def __init__(self, lossy=None, lossless=None, lossy_name: str = "hp-easn", lossless_name: str = "bitswap",
-                 runtime=None):
-        self._lossy, self._lossless = lossy, lossless
+                 runtime=None, implicit=None, implicit_name: str = "implicit-roi"):
+        self._lossy, self._lossless, self._implicit = lossy, lossless, implicit
         self.runtime = runtime   # edge.config.RuntimeConfig: backend of the lossy transforms (None: PyTorch)
-        self._names = {"lossy": lossy_name, "bitswap": lossless_name}
+        self._names = {"lossy": lossy_name, "bitswap": lossless_name, "implicit-roi": implicit_name}
+
+    @property
+    def implicit(self):
+        if self._implicit is None:
+            from edge.registry import load_model
+            self._implicit = load_model(self._names["implicit-roi"])
+        return self._implicit
 
     @property
     def lossy(self):
@@ -75,6 +85,7 @@ class Coders:
 
     def for_region(self, coded) -> object:
         coder = {"lossy": lambda: self.lossy, "bitswap": lambda: self.lossless,
+                 "implicit-roi": lambda: self.implicit,
                  jpegexact.CODER: jpegexact.JpegExactCoder}.get(coded.coder)
         if coder is None:
             raise CodingError(f"no decoder for coder {coded.coder!r}")
@@ -116,7 +127,18 @@ def compress_pixels(image: np.ndarray, metadata: SourceMetadata, settings: Codin
     height, width = image.shape[:2]
     if mask is not None and mask.shape != (height, width):
         raise InputError(f"mask is {mask.shape[1]}x{mask.shape[0]}, the image {width}x{height}", metadata.filename)
-    if settings.mode == "roi":
+    if settings.mode == "implicit-roi":
+        if mask is None:
+            raise InputError("implicit-roi mode needs a blade mask (--mask or --segment)", metadata.filename)
+        from edge.codec.implicit.coder import MASK_CELL
+        started = time.perf_counter()
+        # Code with the mask the decoder will get back from the bundle: fine cells of MASK_CELL pixels.
+        grid = PatchGrid(height, width, MASK_CELL)
+        cells = blade_cells(mask, grid)
+        coded = coders.implicit.compress_image(image, cells_to_mask(cells, grid), settings.quality)
+        regions = (BundleRegion("whole", coded),)
+        times["code"] = time.perf_counter() - started
+    elif settings.mode == "roi":
         if mask is None:
             raise InputError("roi mode needs a blade mask (--mask or --segment)", metadata.filename)
         if settings.blade in ("auto", jpegexact.CODER):
@@ -163,6 +185,8 @@ def decompress_bundle(bundle: Bundle, coders: Coders) -> DecodedPhoto:
         coder = coders.for_region(region.coded)
         if region.coded.coder == "bitswap":
             image = coder.decompress_image(region.coded)
+        elif region.coded.coder == "implicit-roi":
+            image = coder.decompress_image(region.coded, cells_to_mask(cells, grid), bundle.height, bundle.width)
         else:
             image = roi.image_from_patches(coder.decompress(region.coded), grid)
         if region.pixel_sha256 is not None and pixels_sha256(image) != region.pixel_sha256:

@@ -17,8 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", type=Path, help="the photo (JPEG, PNG, TIFF)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="the bundle file to write")
     parser.add_argument("--mode", choices=MODES, default="roi",
-                        help="lossy/lossless: the whole photo with one coder; roi: blade and background apart")
-    parser.add_argument("--quality", type=int, default=3, help="lossy mode: quality level (0 = smallest)")
+                        help="lossy/lossless: the whole photo with one coder; roi: blade and background apart; "
+                             "implicit-roi: the whole photo with the mask-conditioned coder (needs a mask)")
+    parser.add_argument("--quality", type=int, default=3,
+                        help="lossy and implicit-roi modes: quality level (0 = smallest)")
     mask = parser.add_mutually_exclusive_group()
     mask.add_argument("--mask", type=Path, help="blade mask image (non-zero = blade)")
     mask.add_argument("--segment", action="store_true", help="find the blade with the segmentation model")
