@@ -63,3 +63,12 @@ def test_cli_compress_and_decompress_with_shipped_weights(tmp_path):
     assert main(["decompress", str(bundle), "-o", str(tmp_path / "out.png")]) == 0
     out = cv2.imread(str(tmp_path / "out.png"))
     assert out.shape == image.shape
+
+
+def test_daemon_config_selects_implicit_roi():
+    from edge.config import CodingConfig
+    from edge.daemon.coding import resolve_coder
+
+    config = CodingConfig(mode="implicit-roi", quality=2)
+    _, settings = resolve_coder(config, coders=Coders())
+    assert settings == CodingSettings(mode="implicit-roi", quality=2, blade="auto")
