@@ -119,17 +119,22 @@ def context_gain(coder: ImplicitCoder, image: np.ndarray, mask: np.ndarray, leve
             "parameter_seconds_both": round(seconds, 2)}
 
 
-def measure(photos, implicit: ImplicitCoder, explicit: ImplicitCoder | None, lossy_coders: Coders,
-            bg_qualities, bg_psnr: float, blade_psnrs, classical) -> dict:
+def measure(photos, implicit: ImplicitCoder | None, explicit: ImplicitCoder | None, lossy_coders: Coders | None,
+            bg_qualities, bg_psnr: float, blade_psnrs, classical, reused: dict | None = None) -> dict:
+    """Every curve of every photo; ``reused`` maps photo name -> curves measured by an earlier run."""
     rows = []
     for index, (name, image, mask) in enumerate(photos):
         started = time.time()
-        row = {"image": name, "size": list(image.shape[:2]), "blade_fraction": round(float(mask.mean()), 4), "curves": {}}
-        levels = [CodingSettings(mode="implicit-roi", quality=q) for q in range(implicit.levels)]
-        row["curves"]["implicit"] = bundle_points(image, mask, Coders(implicit=implicit), levels)
+        row = {"image": name, "size": list(image.shape[:2]), "blade_fraction": round(float(mask.mean()), 4),
+               "curves": dict((reused or {}).get(name, {}))}
+        if implicit is not None:
+            levels = [CodingSettings(mode="implicit-roi", quality=q) for q in range(implicit.levels)]
+            row["curves"]["implicit"] = bundle_points(image, mask, Coders(implicit=implicit), levels)
+            row["context"] = context_gain(implicit, image, mask, implicit.levels // 2)
         if explicit is not None:
+            levels = [CodingSettings(mode="implicit-roi", quality=q) for q in range(explicit.levels)]
             row["curves"]["explicit"] = bundle_points(image, mask, Coders(implicit=explicit), levels)
-        for bg in bg_qualities:
+        for bg in bg_qualities if lossy_coders is not None else ():
             settings = [CodingSettings(mode="roi", blade="lossy", bg_quality=bg, blade_quality=q)
                         for q in range(bg + 1, lossy_coders.lossy.levels)]
             row["curves"][f"roi-eml-bg{bg}"] = bundle_points(image, mask, lossy_coders, settings)
@@ -145,9 +150,8 @@ def measure(photos, implicit: ImplicitCoder, explicit: ImplicitCoder | None, los
                                "roi_psnr": result["quality"]["blade"]["psnr"],
                                "psnr": result["quality"]["whole"]["psnr"]})
             row["curves"][f"two-layer-{codec}"] = points
-        row["context"] = context_gain(implicit, image, mask, implicit.levels // 2)
         row["bd_rate_roi"] = {other: _bd(row["curves"][other], row["curves"]["implicit"])
-                              for other in row["curves"] if other != "implicit"}
+                              for other in row["curves"] if other != "implicit" and "implicit" in row["curves"]}
         rows.append(row)
         print(f"[{index + 1}/{len(photos)}] {name} ({time.time() - started:.0f} s): " + "; ".join(
             f"{c}: " + " ".join(f"{p['bpp']:.3f}/{p['roi_psnr']:.1f}" for p in pts)
@@ -180,7 +184,7 @@ def summary(rows) -> dict:
     curves = mean_curves(rows)
     for other in out:
         out[other]["bd_rate_of_implicit_on_mean_curves"] = _bd(curves[other], curves["implicit"])
-    if rows:
+    if rows and all("context" in r for r in rows):
         out["context_saving_percent_median"] = statistics.median(r["context"]["saving_percent"] for r in rows)
     return out
 
@@ -218,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bg-psnr", type=float, default=30.0, help="two-layer classical: background PSNR target")
     parser.add_argument("--blade-psnrs", default="28,31,34,37,40", help="two-layer classical: blade PSNR targets")
     parser.add_argument("--classical", default="jpeg2000,avif", help="two-layer classical codecs")
+    parser.add_argument("--methods", default="implicit,explicit,roi-eml,two-layer",
+                        help="which curves to measure in this run")
+    parser.add_argument("--reuse", type=Path, help="JSON of an earlier run on the same photos: keep its curves "
+                                                   "for the methods not measured now")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--json", type=Path, help="write all numbers here")
     parser.add_argument("--plot", type=Path, help="write the RD plot (PNG) here")
@@ -226,15 +234,27 @@ def main(argv: list[str] | None = None) -> int:
     from edge.codec.implicit.weights import load_coder
     from edge.registry import load_model
 
-    implicit = load_coder(args.implicit) if args.implicit else load_model("implicit-roi")
-    explicit = load_coder(args.explicit, "implicit-roi-explicit") if args.explicit else None
+    methods = set(args.methods.split(","))
+    implicit = explicit = None
+    if "implicit" in methods:
+        implicit = load_coder(args.implicit) if args.implicit else load_model("implicit-roi")
+    if "explicit" in methods and args.explicit:
+        explicit = load_coder(args.explicit, "implicit-roi-explicit")
     photos = held_out_photos(args.data, args.images, args.scale)
+    reused = None
+    if args.reuse:
+        earlier = json.loads(args.reuse.read_text())
+        if earlier["settings"]["scale"] != args.scale:
+            parser.error(f"--reuse {args.reuse} was measured at scale {earlier['settings']['scale']}")
+        reused = {r["image"]: r["curves"] for r in earlier["rows"]}
     started = time.time()
-    result = measure(photos, implicit, explicit, Coders(), [int(q) for q in args.bg_qualities.split(",") if q],
-                     args.bg_psnr, [float(v) for v in args.blade_psnrs.split(",")],
-                     [c for c in args.classical.split(",") if c])
+    result = measure(photos, implicit, explicit, Coders() if "roi-eml" in methods else None,
+                     [int(q) for q in args.bg_qualities.split(",") if q], args.bg_psnr,
+                     [float(v) for v in args.blade_psnrs.split(",")],
+                     [c for c in args.classical.split(",") if c] if "two-layer" in methods else [], reused)
     result["settings"] = {"images": [p[0] for p in photos], "scale": args.scale, "mask_cell": MASK_CELL,
-                          "implicit_sha256": implicit.weights_sha256,
+                          "methods": sorted(methods), "reused": str(args.reuse) if args.reuse else None,
+                          "implicit_sha256": implicit.weights_sha256 if implicit else None,
                           "explicit_sha256": explicit.weights_sha256 if explicit else None,
                           "bg_psnr": args.bg_psnr, "seconds": round(time.time() - started, 1)}
     for name, entry in result["summary"].items():
