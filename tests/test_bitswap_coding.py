@@ -176,6 +176,24 @@ def test_process_pool_matches_local_coding(tiny_model):
         assert np.array_equal(parallel.decompress_image(coded), image)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_process_pool_with_requests_larger_than_a_pipe_buffer(tiny_model):
+    """48 streams of 64x64 patches: each pipelined request and answer is megabytes.
+
+    The workers must keep reading requests while they send answers, or both sides block.
+    """
+    patches = np.stack([smooth_image(64, 64, seed).transpose(2, 0, 1) for seed in range(48)])
+    seeds = random_seeds(48)
+    local = encode_patches(tiny_model, patches, seeds)
+    with StreamPool(2) as pool:
+        pooled = encode_patches(tiny_model, patches, seeds, pool)
+        decoded, remaining = decode_patches(tiny_model, pooled, len(patches), pool)
+    assert all(np.array_equal(a, b) for a, b in zip(local, pooled))
+    assert np.array_equal(decoded, patches)
+    assert all(np.array_equal(a, b) for a, b in zip(remaining, seeds))
+
+
 def test_damaged_stream_raises_coding_error(tiny_model):
     image = smooth_image(64, 64)
     coder = BitswapCoder(tiny_model, latent_bins=256)

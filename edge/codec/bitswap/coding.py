@@ -60,8 +60,8 @@ class CanonicalNetworks:
 
     @torch.no_grad()
     def _run(self, function, value: np.ndarray) -> tuple[np.ndarray, ...]:
-        outputs = function(torch.from_numpy(np.ascontiguousarray(value, dtype=np.float64)))
-        return tuple(output.numpy() for output in outputs)
+        tensor = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float64))
+        return tuple(output.numpy() for output in per_patch(function, tensor))
 
     def posterior(self, level: int, below: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mean, log_scale = self._run(lambda t: self.net.posterior(level, t), below)
@@ -82,13 +82,18 @@ class CanonicalNetworks:
 
     @torch.no_grad()
     def pixel_features(self, z1: np.ndarray) -> torch.Tensor:
-        return self.net.pixel_features(torch.from_numpy(np.ascontiguousarray(z1, dtype=np.float64)))
+        tensor = torch.from_numpy(np.ascontiguousarray(z1, dtype=np.float64))
+        return per_patch(lambda t: (self.net.pixel_features(t),), tensor)[0]
 
     @torch.no_grad()
     def pixel_params(self, features: torch.Tensor, x: np.ndarray, stage: int) -> tuple[np.ndarray, ...]:
         """Parameters of the pixels of ``stage``; ``x`` (uint8) is read only where already coded."""
-        x_unit = torch.from_numpy(x / 127.5 - 1.0) if self.pixel_stages > 1 else None
-        return tuple(out.numpy() for out in self.net.pixel_params(features, x_unit, stage))
+        if self.pixel_stages > 1:
+            x_unit = torch.from_numpy(x / 127.5 - 1.0)
+            outputs = per_patch(lambda f, u: self.net.pixel_params(f, u, stage), features, x_unit)
+        else:
+            outputs = per_patch(lambda f: self.net.pixel_params(f, None, stage), features)
+        return tuple(out.numpy() for out in outputs)
 
     def pixel_grid(self, params: tuple[np.ndarray, ...], x: np.ndarray, channel: int) -> tuple[np.ndarray, np.ndarray]:
         """Snapped (n, j) of one colour plane of a stage; G and B follow the R (and G) residuals.
@@ -107,6 +112,19 @@ class CanonicalNetworks:
                 residual_g = (x[:, 1] / 127.5 - 1.0) - mean[:, 1]
                 m = m + coeffs[:, 1] * residual_r + coeffs[:, 2] * residual_g
         return self.pixel.snap((m + 1.0) * 127.5, log_scale[:, channel])
+
+
+def per_patch(function, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``function`` on one patch at a time, outputs concatenated along the batch.
+
+    float64 convolutions on this CPU are fastest one 64x64 patch at a time (measured: 5.8 ms a
+    patch for the level-0 posterior alone, 11 ms at batch 4, 14-16 ms at batch 16-64) and a
+    whole batch would need im2col buffers of gigabytes; the result does not depend on batching.
+    """
+    outputs = [function(*(tensor[i:i + 1] for tensor in tensors)) for i in range(tensors[0].shape[0])]
+    if not outputs:
+        return tuple(function(*tensors))
+    return tuple(torch.cat(parts) for parts in zip(*outputs))
 
 
 def as_canonical(model: BitswapVAE | CanonicalNetworks, latent_bins: int = DEFAULT_LATENT_BINS) -> CanonicalNetworks:

@@ -13,6 +13,8 @@ start method (CUDA does not survive a fork) and its workers never import torch.
 from __future__ import annotations
 
 import multiprocessing
+import queue
+import threading
 import time
 from typing import Sequence
 
@@ -109,10 +111,28 @@ class LocalStreams:
 
 
 # --- process pool ----------------------------------------------------------------------------
+def _read_commands(connection, inbox: queue.SimpleQueue) -> None:
+    """Move every command into ``inbox`` as soon as it arrives.
+
+    The parent may send the next request while this worker is still sending a large answer;
+    if nobody read the pipe, both sides would block on a full pipe buffer for ever.
+    """
+    while True:
+        try:
+            message = connection.recv()
+        except (EOFError, OSError):
+            message = ("stop", None)
+        inbox.put(message)
+        if message[0] == "stop":
+            return
+
+
 def _worker_main(connection) -> None:
     coders: dict[int, object] = {}
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    threading.Thread(target=_read_commands, args=(connection, inbox), daemon=True).start()
     while True:
-        command, payload = connection.recv()
+        command, payload = inbox.get()
         try:
             if command == "stop":
                 connection.send(("ok", None))
