@@ -265,6 +265,8 @@ class RuntimeConfig(Section):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="PyTorch backend device")
     threads: int | None = Field(None, ge=1, le=64, description="ONNX Runtime threads per network; "
                                 "default PyTorch's thread count")
+    bitswap_workers: int = Field(2, ge=0, le=64, description="processes that code shards of Bit-swap's streams "
+                                 "(a lossless blade) on their own cores; 0: in the coding thread")
 
 
 class EdgeConfig(Section):

@@ -57,6 +57,28 @@ def test_mask_touching_the_border_and_more_blade_than_background(coders):
     np.testing.assert_array_equal(decoded.image[where], image[where])
 
 
+@pytest.mark.slow
+def test_stream_pool_gives_the_same_bundle(coders):
+    """Blade streams coded by two worker processes: byte-identical bundle, same pixels back."""
+    from edge.codec.bitswap.coder import BitswapCoder
+    from edge.codec.bitswap.streams import StreamPool
+
+    image, mask = render_frame((520, 260), seed=5)
+    settings = CodingSettings(mode="roi", blade="lossless")
+    alone = compress_pixels(image, metadata_for(image), settings, coders, mask)
+    assert len(alone.bundle.region("blade").coded.streams) > 2
+    with StreamPool(2) as pool:
+        tiny = coders.lossless
+        pooled_bitswap = BitswapCoder(tiny.nets.net, tiny.weights_sha256, tiny.model_name,
+                                      latent_bins=tiny.latent_bins, pool=pool)
+        pooled = Coders(lossy=coders.lossy, lossless=pooled_bitswap)
+        together = compress_pixels(image, metadata_for(image), settings, pooled, mask)
+        assert encode_bundle(together.bundle) == encode_bundle(alone.bundle)
+        decoded = decompress_bundle(decode_bundle(encode_bundle(together.bundle)), pooled)
+    where = blade_pixels(image, mask)
+    np.testing.assert_array_equal(decoded.image[where], image[where])
+
+
 @pytest.mark.parametrize("fill", [False, True])
 def test_empty_and_full_masks(coders, fill):
     image, _ = render_frame((150, 140), seed=4)

@@ -54,9 +54,13 @@ class Coders:
     """
 
     def __init__(self, lossy=None, lossless=None, lossy_name: str = "hp-easn", lossless_name: str = "bitswap",
-                 runtime=None, implicit=None, implicit_name: str = "implicit-roi"):
+                 runtime=None, implicit=None, implicit_name: str = "implicit-roi", bitswap_workers: int | None = None):
         self._lossy, self._lossless, self._implicit = lossy, lossless, implicit
         self.runtime = runtime   # edge.config.RuntimeConfig: backend of the lossy transforms (None: PyTorch)
+        if bitswap_workers is None:
+            bitswap_workers = runtime.bitswap_workers if runtime is not None else 0
+        self.bitswap_workers = bitswap_workers   # processes coding Bit-swap's streams (0: this one)
+        self._pool = None
         self._names = {"lossy": lossy_name, "bitswap": lossless_name, "implicit-roi": implicit_name}
 
     @property
@@ -80,8 +84,17 @@ class Coders:
     def lossless(self):
         if self._lossless is None:
             from edge.codec.bitswap.coder import BitswapCoder
-            self._lossless = BitswapCoder.from_registry(self._names["bitswap"])
+            from edge.codec.bitswap.streams import StreamPool
+            if self.bitswap_workers > 0:
+                self._pool = StreamPool(self.bitswap_workers)
+            self._lossless = BitswapCoder.from_registry(self._names["bitswap"], pool=self._pool)
         return self._lossless
+
+    def close(self) -> None:
+        """Stop Bit-swap's worker processes, if any were started."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     def for_region(self, coded) -> object:
         coder = {"lossy": lambda: self.lossy, "bitswap": lambda: self.lossless,

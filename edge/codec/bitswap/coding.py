@@ -14,11 +14,11 @@ initial bits than the first posterior takes (Bit-swap's point). Decoding runs th
 backwards and ends by re-encoding z1 with q(z1 | x): the stream is left exactly as the seed was.
 
 Streams and patches: with S streams, patch ``i`` goes to stream ``i % S`` in round ``i // S``.
-The streams of one round are coded in lock-step: every network runs once on the batch of the
-round's patches, and the per-stream ANS work goes to a :class:`LocalStreams` or a
-:class:`StreamPool`. With a pool the streams form two groups that alternate, so that the workers
-code one group while this process runs the other group's networks. One stream (S = 1, no pool)
-is the reference's sequential chain. The streams' contents do not depend on the grouping.
+The streams of one round are coded in lock-step: every network runs on the round's patches
+and one ANS request serves all its streams. With a :class:`StreamPool` the streams are split
+into shards (stream ``s`` to worker ``s % workers``) that the workers code on their own cores;
+a stream's words depend only on its seed and its patches, never on the sharding. One stream
+(S = 1, no pool) is the reference's sequential chain.
 
 Decodable anywhere: the networks run in float64 on the CPU (:class:`CanonicalNetworks`) and their
 outputs are snapped to the integer grid of :mod:`edge.codec.bitswap.discretize` before any
@@ -27,7 +27,8 @@ table is built.
 from __future__ import annotations
 
 import copy
-from collections import deque
+import functools
+import hashlib
 from typing import Generator, Sequence
 
 import numpy as np
@@ -57,6 +58,15 @@ class CanonicalNetworks:
     @property
     def levels(self) -> int:
         return self.config.levels
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """Hash of the weights and the bin layout: which networks a pool worker must hold."""
+        digest = hashlib.sha256(repr((sorted(self.config.__dict__.items()), self.latent.bins)).encode())
+        for name, value in self.net.state_dict().items():
+            digest.update(name.encode())
+            digest.update(value.detach().numpy().tobytes())
+        return digest.hexdigest()
 
     @torch.no_grad()
     def _run(self, function, value: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -195,70 +205,44 @@ def _decode_round(nets: CanonicalNetworks, ids: list[int]) -> Steps:
     return x
 
 
-def _encode_group(nets: CanonicalNetworks, patches: np.ndarray, streams: int, group: list[int]) -> Steps:
-    """All rounds of the streams in ``group``: patch r*S + s is on stream s in round r."""
+def _encode_all(nets: CanonicalNetworks, patches: np.ndarray, streams: int) -> Steps:
+    """All rounds: patch r*S + s is on stream s in round r."""
     for start in range(0, len(patches), streams):
-        ids = [sid for sid in group if start + sid < len(patches)]
-        if ids:
-            yield from _encode_round(nets, patches[[start + sid for sid in ids]], ids)
+        round_patches = patches[start:start + streams]
+        yield from _encode_round(nets, round_patches, list(range(len(round_patches))))
 
 
-def _decode_group(nets: CanonicalNetworks, out: np.ndarray, streams: int, group: list[int]) -> Steps:
-    """Inverse of :func:`_encode_group`, rounds last to first, filling ``out``."""
+def _decode_all(nets: CanonicalNetworks, out: np.ndarray, streams: int) -> Steps:
+    """Inverse of :func:`_encode_all`, rounds last to first, filling ``out``."""
     for start in reversed(range(0, len(out), streams)):
-        ids = [sid for sid in group if start + sid < len(out)]
-        if ids:
-            out[[start + sid for sid in ids]] = yield from _decode_round(nets, ids)
+        count = min(streams, len(out) - start)
+        out[start:start + count] = yield from _decode_round(nets, list(range(count)))
 
 
-def _groups(streams: int, pool: StreamPool | None) -> list[list[int]]:
-    """One group of all streams in this process; two with a pool, each spread over every worker.
-
-    The pool codes one group's ANS step while this process runs the other group's networks.
-    """
-    if pool is None or streams < 2:
-        return [list(range(streams))]
-    width = pool.workers
-    groups = [[sid for sid in range(streams) if (sid // width) % 2 == half] for half in (0, 1)]
-    return [group for group in groups if group]
-
-
-def _run(steps: list[Steps], streams) -> None:
-    """Drive the groups' generators: each ANS request goes to ``streams``, its answer back.
-
-    With a pool the requests are submitted without waiting, so that while the workers code one
-    group's request this process computes the next request of another group.
-    """
-    if not isinstance(streams, StreamPool):
-        for generator in steps:
-            answer = None
-            try:
-                while True:
-                    op, layout, requests = generator.send(answer)
-                    answer = getattr(streams, op)(layout, requests)
-            except StopIteration:
-                pass
-        return
-    pending: deque[Steps] = deque()
+def _run(steps: Steps, streams: LocalStreams) -> None:
+    """Drive a coding job: each ANS request goes to ``streams``, its answer back."""
+    answer = None
     try:
-        for generator in steps:
-            streams.submit(*next(generator))
-            pending.append(generator)
-        while pending:
-            generator = pending.popleft()
-            answer = streams.collect()
-            try:
-                streams.submit(*generator.send(answer))
-                pending.append(generator)
-            except StopIteration:
-                pass
-    except BaseException:
-        streams.drain(len(pending))
-        raise
+        while True:
+            op, layout, requests = steps.send(answer)
+            answer = getattr(streams, op)(layout, requests)
+    except StopIteration:
+        pass
 
 
-def _open(seeds: Sequence[np.ndarray], pool: StreamPool | None):
-    return pool.open(seeds) if pool is not None else LocalStreams(seeds)
+def _shard_patches(count: int, streams: int, workers: int) -> list[tuple[list[int], np.ndarray]]:
+    """(streams, patch indices) of each worker: stream s goes to worker s % workers.
+
+    Inside a shard, patch j sits on the shard's stream j % len(streams), as in the whole job
+    (the last round is partial only at its end, and a shard's streams keep their order).
+    """
+    shards = []
+    for worker in range(min(workers, streams)):
+        ids = list(range(worker, streams, workers))
+        rounds = range(0, count, streams)
+        indices = np.array([start + sid for start in rounds for sid in ids if start + sid < count], dtype=np.int64)
+        shards.append((ids, indices))
+    return shards
 
 
 def check_patches(patches: np.ndarray, patch_size: int) -> np.ndarray:
@@ -273,14 +257,22 @@ def encode_patches(model: BitswapVAE | CanonicalNetworks, patches: np.ndarray, s
                    pool: StreamPool | None = None) -> list[np.ndarray]:
     """Code ``patches`` (uint8 (N,3,P,P)) onto the streams seeded with ``seeds`` (uint32 words each).
 
-    Returns the words of every stream. Without ``pool`` the coders live in this process.
+    Returns the words of every stream. With ``pool`` the workers code shards of the streams.
     """
     nets = as_canonical(model)
     patches = check_patches(patches, nets.config.patch_size)
     if not seeds:
         raise CodingError("Bit-swap needs at least one stream")
-    streams = _open(seeds, pool)
-    _run([_encode_group(nets, patches, len(seeds), group) for group in _groups(len(seeds), pool)], streams)
+    if pool is not None and len(seeds) > 1:
+        shards = _shard_patches(len(patches), len(seeds), pool.workers)
+        answers = pool.encode(nets, [(patches[indices], [seeds[sid] for sid in ids]) for ids, indices in shards])
+        words: list = [None] * len(seeds)
+        for (ids, _), shard_words in zip(shards, answers):
+            for sid, stream_words in zip(ids, shard_words):
+                words[sid] = stream_words
+        return words
+    streams = LocalStreams(seeds)
+    _run(_encode_all(nets, patches, len(seeds)), streams)
     return streams.words()
 
 
@@ -292,7 +284,15 @@ def decode_patches(model: BitswapVAE | CanonicalNetworks, streams_words: Sequenc
         raise CodingError("Bit-swap needs at least one stream")
     size = nets.config.patch_size
     out = np.zeros((count, 3, size, size), dtype=np.uint8)
-    streams = _open(streams_words, pool)
-    groups = _groups(len(streams_words), pool)
-    _run([_decode_group(nets, out, len(streams_words), group) for group in groups], streams)
+    if pool is not None and len(streams_words) > 1:
+        shards = _shard_patches(count, len(streams_words), pool.workers)
+        answers = pool.decode(nets, [([streams_words[sid] for sid in ids], len(indices)) for ids, indices in shards])
+        remaining: list = [None] * len(streams_words)
+        for (ids, indices), (patches, left) in zip(shards, answers):
+            out[indices] = patches
+            for sid, words in zip(ids, left):
+                remaining[sid] = words
+        return out, remaining
+    streams = LocalStreams(streams_words)
+    _run(_decode_all(nets, out, len(streams_words)), streams)
     return out, streams.words()

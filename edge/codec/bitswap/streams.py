@@ -1,14 +1,16 @@
-"""The ANS side of Bit-swap: one constriction ``AnsCoder`` per independent stream.
+"""Bit-swap's streams: one constriction ``AnsCoder`` per independent stream, and the process pool.
 
-:class:`LocalStreams` keeps the coders in this process; :class:`StreamPool` keeps them in
-worker processes, stream ``s`` in worker ``s % workers``, so the per-stream work (building the
-probability rows from snapped parameters, then coding) of one lock-step round runs in parallel.
-Both take the same requests: for each stream, the bin layout, the integer parameters ``(n, j)``
-(see :mod:`edge.codec.bitswap.discretize`) and, to encode, the symbols.
+:class:`LocalStreams` keeps the coders of one job in this process. It takes requests per
+stream: the bin layout, the integer parameters ``(n, j)`` (see
+:mod:`edge.codec.bitswap.discretize`) and, to encode, the symbols. ``decode`` pops symbols from
+the top of each stack; ``encode`` pushes them so that a later ``decode`` with the same
+parameters returns them in the same order.
 
-``decode`` pops symbols from the top of each stack; ``encode`` pushes them so that a later
-``decode`` with the same parameters returns them in the same order. The pool uses the *spawn*
-start method (CUDA does not survive a fork) and its workers never import torch.
+:class:`StreamPool` splits the streams of a job into shards, stream ``s`` in worker
+``s % workers``; each worker runs the whole coding of its shard (networks and ANS) on its own
+core. The networks are what costs (two thirds of the CPU time), so they must be spread too;
+the streams are independent, so a shard's words are the same as when one process codes them
+all. The pool uses the *spawn* start method (CUDA does not survive a fork).
 """
 from __future__ import annotations
 
@@ -112,11 +114,7 @@ class LocalStreams:
 
 # --- process pool ----------------------------------------------------------------------------
 def _read_commands(connection, inbox: queue.SimpleQueue) -> None:
-    """Move every command into ``inbox`` as soon as it arrives.
-
-    The parent may send the next request while this worker is still sending a large answer;
-    if nobody read the pipe, both sides would block on a full pipe buffer for ever.
-    """
+    """Move every command into ``inbox`` as soon as it arrives, so a sender never waits on us."""
     while True:
         try:
             message = connection.recv()
@@ -128,7 +126,13 @@ def _read_commands(connection, inbox: queue.SimpleQueue) -> None:
 
 
 def _worker_main(connection) -> None:
-    coders: dict[int, object] = {}
+    import torch
+
+    from edge.codec.bitswap.coding import CanonicalNetworks, decode_patches, encode_patches
+    from edge.codec.bitswap.model import BitswapConfig, BitswapVAE
+
+    torch.set_num_threads(1)          # one worker per core
+    nets, model_key = None, None
     inbox: queue.SimpleQueue = queue.SimpleQueue()
     threading.Thread(target=_read_commands, args=(connection, inbox), daemon=True).start()
     while True:
@@ -137,25 +141,19 @@ def _worker_main(connection) -> None:
             if command == "stop":
                 connection.send(("ok", None))
                 return
-            if command == "open":
-                coders = {sid: make_coder(words) for sid, words in payload.items()}
+            if command == "model":
+                model_key, config, state, bins = payload
+                model = BitswapVAE(BitswapConfig(**config))
+                model.load_state_dict({name: torch.from_numpy(value) for name, value in state.items()})
+                nets = CanonicalNetworks(model.eval(), bins)
                 result = None
-            elif command == "decode":
-                layout_name, requests = payload
-                layout = layout_by_name(layout_name)
-                result = {sid: decode_one(coders[sid], layout, *req) for sid, req in requests.items()}
-            elif command == "encode":
-                layout_name, requests = payload
-                layout = layout_by_name(layout_name)
-                for sid, req in requests.items():
-                    encode_one(coders[sid], layout, *req)
-                result = None
-            elif command == "words":
-                result = {sid: coder.get_compressed().copy() for sid, coder in coders.items()}
+            elif command in ("encode", "decode"):
+                key, job = payload
+                if nets is None or key != model_key:
+                    raise CodingError("stream worker holds another model than the job's")
+                result = encode_patches(nets, *job) if command == "encode" else decode_patches(nets, *job)
             elif command == "cpu":
                 result = time.process_time()
-            elif command == "bits":
-                result = {sid: int(coder.num_bits()) for sid, coder in coders.items()}
             elif command == "warm":
                 for name in payload:
                     layout_by_name(name).build_all()
@@ -170,7 +168,7 @@ def _worker_main(connection) -> None:
 
 
 class StreamPool:
-    """Worker processes holding the stream coders; reuse one pool for many jobs.
+    """Worker processes that code shards of a job's streams; reuse one pool for many jobs.
 
     Create it before any CUDA use (it uses the spawn start method anyway). Use as a context
     manager or call :meth:`close`.
@@ -188,7 +186,7 @@ class StreamPool:
             child.close()
             self.connections.append(parent)
             self.processes.append(process)
-        self._count = 0
+        self._model_key = None
 
     @property
     def workers(self) -> int:
@@ -201,18 +199,16 @@ class StreamPool:
         self.close()
 
     def _call(self, command: str, payloads: list) -> list:
-        self._send(command, payloads)
-        return self._receive()
-
-    def _send(self, command: str, payloads: list) -> None:
-        for connection, payload in zip(self.connections, payloads):
+        """Send one command to each worker (as many as there are payloads), then gather the answers."""
+        connections = self.connections[: len(payloads)]
+        for connection, payload in zip(connections, payloads):
             connection.send((command, payload))
-
-    def _receive(self) -> list:
-        """One answer from every worker, in the order the commands were sent."""
         results, failure = [], None
-        for connection in self.connections:
-            status, result = connection.recv()
+        for connection in connections:
+            try:
+                status, result = connection.recv()
+            except (EOFError, OSError):
+                status, result = "error", "the worker process died"
             if status != "ok" and failure is None:
                 failure = (status, result)
             results.append(result)
@@ -223,12 +219,6 @@ class StreamPool:
             raise CodingError(f"stream worker failed: {message}")
         return results
 
-    def _split(self, items: dict[int, object]) -> list[dict[int, object]]:
-        parts: list[dict[int, object]] = [{} for _ in self.connections]
-        for sid, item in items.items():
-            parts[sid % self.workers][sid] = item
-        return parts
-
     def cpu_seconds(self) -> float:
         """CPU time the workers have used so far (all of them together)."""
         return float(sum(self._call("cpu", [None] * self.workers)))
@@ -237,61 +227,25 @@ class StreamPool:
         """Build the tables of these layouts in every worker ahead of the first job."""
         self._call("warm", [list(layout_names)] * self.workers)
 
-    # The StreamSet interface, bound to one job by open().
-    def open(self, seeds: Sequence[np.ndarray]) -> "StreamPool":
-        self._count = len(seeds)
-        self._call("open", self._split(dict(enumerate(seeds))))
-        return self
+    def _use_model(self, nets) -> object:
+        """Send the networks' weights to the workers unless they hold them already."""
+        key = nets.fingerprint
+        if key != self._model_key:
+            state = {name: value.detach().numpy().copy() for name, value in nets.net.state_dict().items()}
+            config = dict(nets.config.__dict__)
+            self._call("model", [(key, config, state, nets.latent.bins)] * self.workers)
+            self._model_key = key
+        return key
 
-    @property
-    def count(self) -> int:
-        return self._count
+    def encode(self, nets, shards: list[tuple]) -> list:
+        """Each shard ``(patches, seeds)`` coded by one worker: the words of its streams."""
+        key = self._use_model(nets)
+        return self._call("encode", [(key, shard) for shard in shards])
 
-    def decode(self, layout_name: str, requests: dict[int, Request]) -> dict[int, np.ndarray]:
-        merged: dict[int, np.ndarray] = {}
-        for part in self._call("decode", [(layout_name, part) for part in self._split(requests)]):
-            merged.update(part)
-        return merged
-
-    def encode(self, layout_name: str, requests: dict[int, Request]) -> None:
-        self._call("encode", [(layout_name, part) for part in self._split(requests)])
-
-    # Pipelined use: submit several requests, then collect their answers in the same order.
-    def submit(self, op: str, layout_name: str, requests: dict[int, Request]) -> None:
-        if op not in ("decode", "encode"):
-            raise CodingError(f"unknown stream operation {op!r}")
-        self._send(op, [(layout_name, part) for part in self._split(requests)])
-
-    def collect(self):
-        """Answer of the oldest submitted request: decoded symbols by stream, or None for an encode."""
-        parts = self._receive()
-        if all(part is None for part in parts):
-            return None
-        merged: dict[int, np.ndarray] = {}
-        for part in parts:
-            merged.update(part or {})
-        return merged
-
-    def drain(self, count: int) -> None:
-        """Read and drop the answers of ``count`` submitted requests (after a failure)."""
-        for _ in range(count):
-            for connection in self.connections:
-                try:
-                    connection.recv()
-                except (OSError, EOFError):
-                    pass
-
-    def words(self) -> list[np.ndarray]:
-        merged: dict[int, np.ndarray] = {}
-        for part in self._call("words", [None] * self.workers):
-            merged.update(part)
-        return [merged[sid] for sid in range(self._count)]
-
-    def num_bits(self) -> list[int]:
-        merged: dict[int, int] = {}
-        for part in self._call("bits", [None] * self.workers):
-            merged.update(part)
-        return [merged[sid] for sid in range(self._count)]
+    def decode(self, nets, shards: list[tuple]) -> list:
+        """Each shard ``(words, count)`` decoded by one worker: (patches, remaining words)."""
+        key = self._use_model(nets)
+        return self._call("decode", [(key, shard) for shard in shards])
 
     def close(self) -> None:
         for connection, process in zip(self.connections, self.processes):
