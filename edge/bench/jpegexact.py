@@ -242,7 +242,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="AVIF quality of the background stand-in when the lossy weights are not shipped")
     parser.add_argument("--jxl-effort", type=int, default=7, help="JPEG XL lossless effort")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--json", type=Path, help="write all numbers here")
+    parser.add_argument("--json", type=Path, help="write all numbers here (rewritten after every photo)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the photos --json already holds for the same settings and lossy weights")
     args = parser.parse_args(argv)
 
     import torch
@@ -252,7 +254,17 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="edge-bench-jpegexact-") as folder:
         coders, shipped, bitswap = load_coders(Path(folder))
+        run_settings = {"blade": jpegexact.CODER, "bg_quality": args.bg_quality,
+                        "masks": str(args.masks) if args.masks else "drawn (edge.bench.jpegexact.draw_blade_mask)",
+                        "lossy_model": coders.lossy.model_name, "lossy_weights": coders.lossy.weights_sha256,
+                        "background_representative": shipped,
+                        "proxy": None if shipped else f"AVIF quality {args.proxy_quality} over the lossy patches",
+                        "bitswap_weights": bitswap, "jxl_effort": args.jxl_effort}
+        done = previous_rows(args.json, run_settings) if args.resume else {}
         for path in list_inputs(args.images):
+            if path.name in done:
+                rows.append(done[path.name])
+                continue
             try:
                 row = measure(path, args.masks, coders, settings, shipped, bitswap, args.proxy_quality,
                               args.jxl_effort)
@@ -267,19 +279,29 @@ def main(argv: list[str] | None = None) -> int:
                   f"JPEG XL lossless {row['jpegxl_lossless_blade_bpp']:.3f} bpp | bundle {row['bundle_bpp']:.3f} bpp "
                   f"ratio {row['ratio']:.1f}x{proxy} | identical {'yes' if row['blade_pixels_identical'] else 'NO'}",
                   flush=True)
-    result = {
-        "settings": {"blade": jpegexact.CODER, "bg_quality": args.bg_quality,
-                     "masks": str(args.masks) if args.masks else "drawn (edge.bench.jpegexact.draw_blade_mask)",
-                     "lossy_model": coders.lossy.model_name, "background_representative": shipped,
-                     "proxy": None if shipped else f"AVIF quality {args.proxy_quality} over the lossy patches",
-                     "bitswap_weights": bitswap, "jxl_effort": args.jxl_effort},
-        "images": rows,
-        "summary": summarize(rows, shipped),
-    }
-    print(json.dumps(result["summary"], indent=1))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=1))
+            write_result(args.json, run_settings, rows, shipped)
+    print(json.dumps(summarize(rows, shipped), indent=1))
+    write_result(args.json, run_settings, rows, shipped)
     return 0
+
+
+def write_result(path: Path | None, settings: dict, rows: list[dict], shipped: bool) -> None:
+    if path is not None:
+        result = {"settings": settings, "images": rows, "summary": summarize(rows, shipped)}
+        path.write_text(json.dumps(result, indent=1))
+
+
+def previous_rows(path: Path | None, settings: dict) -> dict[str, dict]:
+    """Rows of an earlier run with the same settings, by photo name (nothing if they differ)."""
+    if path is None or not path.exists():
+        return {}
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot resume: {error}", str(path)) from None
+    if saved.get("settings") != settings:
+        return {}
+    return {row["image"]: row for row in saved.get("images", [])}
 
 
 if __name__ == "__main__":
