@@ -315,6 +315,8 @@ class OutputConfig(Section):
     write_mask: bool = Field(True, description="write the blade mask as STEM.mask.png")
     keep_source_files: bool = Field(True, description="when a bundle carries the original file, "
                                     "write it too (bit-exact camera file)")
+    write_jpeg: bool = Field(True, description="for a jpeg-exact blade, also write STEM.jpg: a standard JPEG "
+                             "whose blade blocks are the camera's own (the rest re-quantized from the decoded photo)")
     incoming_max_age_s: float = Field(2 * 24 * 3600.0, gt=0, description="drop incomplete bundles "
                                       "whose last chunk is older than this")
 

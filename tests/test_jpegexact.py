@@ -250,3 +250,35 @@ def test_compress_command_and_daemon_offer_the_new_coders():
     for choice in ("jpeg-exact", "auto"):
         assert parser.parse_args(["p.jpg", "-o", "b", "--blade", choice]).blade == choice
     assert CodingConfig().codec_options()["blade"] == "auto"
+
+
+def test_offshore_output_and_decompress_write_a_jpeg_with_the_cameras_blade(coders, tmp_path):
+    from edge.cli import main
+    from edge.config import OutputConfig
+    from edge.offshore.decode import DecodedImage
+    from edge.offshore.output import OutputFolder
+
+    image, mask = render_frame((180, 120), seed=4)
+    data = jpeg_of(image)
+    _, bundle, decoded, pixels = code(data, mask, coders)
+    where = blade_cell_mask(mask)
+
+    def blade_of(jpeg: bytes) -> np.ndarray:
+        return decode_image_bytes(jpeg)[where]
+
+    folder = OutputFolder(OutputConfig(folder=str(tmp_path / "out")))
+    sidecar = folder.write("drone1", bundle, encode_bundle(bundle),
+                           DecodedImage(decoded.image, decoded.mask, {}, None), {})
+    written = (tmp_path / "out" / "drone1" / sidecar["jpeg"]).read_bytes()
+    np.testing.assert_array_equal(blade_of(written), pixels[where])
+
+    assert written == jpegexact.jpeg_bytes(bundle, background=decoded.image)
+
+    # The same through the command line, with the shipped models.
+    (tmp_path / "photo.jpg").write_bytes(data)
+    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "mask.png")
+    assert main(["compress", str(tmp_path / "photo.jpg"), "--mask", str(tmp_path / "mask.png"),
+                 "-o", str(tmp_path / "b.edgb")]) == 0          # --blade auto: jpeg-exact for a JPEG
+    assert main(["decompress", str(tmp_path / "b.edgb"), "-o", str(tmp_path / "x.png"),
+                 "--jpeg-out", str(tmp_path / "x.jpg")]) == 0
+    np.testing.assert_array_equal(blade_of((tmp_path / "x.jpg").read_bytes()), pixels[where])

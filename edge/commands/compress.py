@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mask = parser.add_mutually_exclusive_group()
     mask.add_argument("--mask", type=Path, help="blade mask image (non-zero = blade)")
     mask.add_argument("--segment", action="store_true", help="find the blade with the segmentation model")
-    parser.add_argument("--blade", choices=BLADE_CODERS, default="lossless", help="roi mode: blade coder")
+    parser.add_argument("--blade", choices=BLADE_CODERS, default="auto",
+                        help="roi mode: blade coder (auto: jpeg-exact for baseline JPEG photos, else lossless)")
     parser.add_argument("--bg-quality", type=int, default=0, help="roi mode: background quality level")
     parser.add_argument("--blade-quality", type=int, default=5, help="roi mode, lossy blade: quality level")
     parser.add_argument("--report", choices=("json", "text"), default="text", help="report format on stdout")

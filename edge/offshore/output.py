@@ -5,6 +5,7 @@ Layout under the output folder::
 
     DEVICE/STEM-SHA12.png (or .tif)       the decoded photo, EXIF/XMP/ICC of the original
     DEVICE/STEM-SHA12.mask.png            blade mask (255 = blade)
+    DEVICE/STEM-SHA12.jpg                 jpeg-exact bundles: a JPEG with the camera's own blade blocks
     DEVICE/STEM-SHA12.json                sidecar: bundle, regions, rates, decode report
     DEVICE/STEM-SHA12.source.EXT          the original file (source-file bundles)
     arrivals.jsonl                        one line per photo written, in arrival order
@@ -25,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.codec import jpegexact
 from edge.codec.container import Bundle, write_file_atomically
 from edge.codec.metadata import save_image
 from edge.config import OutputConfig
@@ -64,6 +66,10 @@ class OutputFolder:
             if not ok:
                 raise OSError(f"cannot encode the mask of {image_path}")
             write_file_atomically(mask_path, encoded.tobytes())
+        jpeg_path = None
+        if self.config.write_jpeg and jpegexact.holds_jpeg_exact(bundle) and bundle.region("blade").coded.count:
+            jpeg_path = stem.with_name(stem.name + ".jpg")
+            write_file_atomically(jpeg_path, jpegexact.jpeg_bytes(bundle, background=decoded.image))
         source_path = None
         if decoded.source_file is not None and self.config.keep_source_files:
             extension = Path(bundle.source.filename).suffix.lower() or ".bin"
@@ -79,6 +85,7 @@ class OutputFolder:
             "image": image_path.name,
             "mask": mask_path.name if mask_path else None,
             "source_file": source_path.name if source_path else None,
+            "jpeg": jpeg_path.name if jpeg_path else None,
             "bundle_bytes": len(data),
             "bpp": 8 * len(data) / pixels,
             "regions": [{"name": r.name, "coder": r.coded.coder, "model": r.coded.model,
