@@ -1,23 +1,21 @@
 """Training images: folder listing, the wta-train scene split, random crops.
 
 wta-train frames are numbered along each flight, and neighbouring frames are near-duplicates,
-so validation holds out whole stretches of flight (the last numbers of each environment), never
-random frames.
+so validation holds out whole scenes, never random frames: the same held-out scenes for every
+model (:data:`edge.segment.dataset.WTA_HELD_OUT`), so that no model is measured on frames
+another model of the pipeline was trained on.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edge.errors import InputError
+from edge.segment.dataset import is_held_out
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
-# First frame number of the held-out stretch of each wta-train environment.
-WTA_VALIDATION_FROM = {"envA": 60, "envB": 50, "envC": 43}
-_WTA_NAME = re.compile(r"^(env[A-Z])_(\d+)")
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -30,12 +28,8 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def is_wta_validation(path: Path) -> bool:
-    """True when a wta-train frame belongs to a held-out stretch of its flight."""
-    match = _WTA_NAME.match(Path(path).stem)
-    if not match:
-        return False
-    env, number = match.group(1), int(match.group(2))
-    return number >= WTA_VALIDATION_FROM.get(env, 10**9)
+    """True when a wta-train frame belongs to one of the held-out scenes."""
+    return is_held_out(Path(path).name)
 
 
 def split_paths(paths: list[Path]) -> tuple[list[Path], list[Path]]:
