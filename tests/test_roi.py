@@ -57,6 +57,24 @@ def test_mask_touching_the_border_and_more_blade_than_background(coders):
     np.testing.assert_array_equal(decoded.image[where], image[where])
 
 
+def test_blade_streams_carry_several_background_streams(coders):
+    """10 background streams on 8 blade streams: two blade streams carry two each."""
+    image, _ = render_frame((512, 384), seed=8)
+    mask = np.zeros(image.shape[:2], bool)
+    mask[:128, :200] = True            # 2 of 12 patches of 128: 8 sub-patches of 64, 10 background streams
+    result, decoded = round_trip(image, mask, CodingSettings(mode="roi", blade="lossless"), coders)
+    blade = result.bundle.region("blade").coded
+    background = result.bundle.region("background").coded
+    assert len(blade.streams) == 8 and len(background.streams) == 10
+    assert background.params["carried_by_blade"] == 10 and not any(background.streams)
+    where = blade_pixels(image, mask)
+    np.testing.assert_array_equal(decoded.image[where], image[where])
+    # The report counts the carried streams as background bits.
+    bits = result.report["regions"]
+    assert bits["background"]["bits"] == 32 * sum(blade.params["carried_words"]) > 0
+    assert bits["blade"]["bits"] + bits["background"]["bits"] == blade.bits
+
+
 @pytest.mark.slow
 def test_stream_pool_gives_the_same_bundle(coders):
     """Blade streams coded by two worker processes: byte-identical bundle, same pixels back."""

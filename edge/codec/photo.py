@@ -177,8 +177,8 @@ def compress_pixels(image: np.ndarray, metadata: SourceMetadata, settings: Codin
         "file": metadata.filename, "width": width, "height": height, "mode": settings.mode,
         "source_bytes": metadata.size,
         "mask_bytes": len(bundle.mask_code),
-        "regions": {r.name: {"coder": r.coded.coder, "params": r.coded.params, "bits": r.coded.bits,
-                             "patches": r.coded.count} for r in regions},
+        "regions": {r.name: {"coder": r.coded.coder, "params": r.coded.params, "bits": bits,
+                             "patches": r.coded.count} for r, bits in zip(regions, roi.own_bits(regions))},
         "seconds": {k: round(v, 3) for k, v in times.items()},
     }
     coded_bytes = sum(r.coded.bits for r in regions) // 8 + len(bundle.mask_code)

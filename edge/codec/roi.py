@@ -5,17 +5,23 @@ pixel is a blade patch. Background patches go through the lossy coder at a low q
 ANS stream each. Blade patches go either through the lossy coder at a high quality, or through
 Bit-swap, cut into its 64x64 patches:
 
-    blade sub-patch i  ->  stream i % S,   S = min(background streams, blade sub-patches)
+    blade sub-patch i  ->  blade stream i % S
+    background stream b  ->  carried by blade stream b % S (all of them, in order)
 
-where stream s starts from the coded words of background patch s (bits-back takes its initial
-bits from them), so the S streams are coded in lock-step, in parallel. When there are more
-sub-patches than background streams they chain on the same streams (plain Bit-swap). Below
-each background stream lie ``PAD_WORDS`` fixed pseudo-random words, so a short background
-stream never runs out of initial bits; only the pad words the coding touched are stored.
-With no background at all, Bit-swap runs standalone.
+Blade stream g starts from the coded words of the background streams it carries (bits-back
+takes its initial bits from them), so the S streams are coded in lock-step, in parallel. S is
+the number of streams whose seeds hold about the initial bits of one patch
+(``SEED_WORDS``), and at least ``MIN_STREAMS`` for parallel work, but never more than there are
+background streams or blade sub-patches: each blade stream then pays almost no initial bits of
+its own (one short background stream per blade stream would pay most of them from the pad).
+Sub-patches beyond S chain on the same streams (plain Bit-swap). Below each seed lie
+``PAD_WORDS`` fixed pseudo-random words, so a short seed never runs out of initial bits; only
+the pad words the coding touched are stored. With no background at all, Bit-swap runs
+standalone.
 
-Decoding reverses it: Bit-swap pops the blade off each stream, what is left is pad + the
-background stream, which the lossy coder then decodes.
+Decoding reverses it: Bit-swap pops the blade off each stream; what is left is the pad and the
+carried background streams, cut apart by their recorded lengths, which the lossy coder then
+decodes.
 """
 from __future__ import annotations
 
@@ -30,6 +36,8 @@ from edge.codec.patches import PatchGrid, blade_cells, from_patches, mirror_pad,
 from edge.errors import CodingError
 
 PAD_WORDS = 4096
+SEED_WORDS = 2048       # about the initial bits of one 64x64 patch (measured: 52-55 kbit)
+MIN_STREAMS = 8         # parallel work for the stream pool even when the background is short
 
 
 def image_patches(image: np.ndarray, grid: PatchGrid) -> np.ndarray:
@@ -84,33 +92,52 @@ def compress_regions(image: np.ndarray, mask: np.ndarray, settings, coders, time
     return (BundleRegion("background", background), blade_region), grid, cells
 
 
+def blade_stream_count(background_words: list[int], sub_patches: int) -> int:
+    """How many blade streams carry the background streams (module doc)."""
+    enough = max(MIN_STREAMS, sum(background_words) // SEED_WORDS)
+    return min(len(background_words), sub_patches, enough)
+
+
 def _compress_lossless_blade(blade_patches: np.ndarray, background: CodedRegion, bitswap):
     sub = split_patches(blade_patches, bitswap.patch_size)
-    streams = min(len(background.streams), len(sub))
+    carried = [np.frombuffer(stream, dtype=np.uint32) for stream in background.streams]
+    streams = blade_stream_count([len(words) for words in carried], len(sub))
     if streams == 0:  # blade-only photo (or no blade): Bit-swap standalone
         coded = bitswap.compress(sub)
         return BundleRegion("blade", coded, pixels_sha256(blade_patches)), background
-    seeds = [np.concatenate([_pad(s), np.frombuffer(background.streams[s], dtype=np.uint32)])
-             for s in range(streams)]
+    seeds = [np.concatenate([_pad(g), *carried[g::streams]]) for g in range(streams)]
     coded = bitswap.compress(sub, initial_words=seeds)
     # Store only the pad words the coding touched; the decoder regenerates the rest.
     kept = []
     prefixes = []
-    for s, stream in enumerate(coded.streams):
+    for g, stream in enumerate(coded.streams):
         words = np.frombuffer(stream, dtype=np.uint32)
-        pad = _pad(s)
+        pad = _pad(g)
         differ = np.flatnonzero(words[:PAD_WORDS] != pad[: min(PAD_WORDS, len(words))])
         prefix = int(differ[0]) if differ.size else min(PAD_WORDS, len(words))
         prefixes.append(prefix)
         kept.append(words[prefix:].tobytes())
     blade = CodedRegion(coded.coder, coded.model, coded.weights_sha256, coded.patch_size, coded.count,
-                        tuple(kept), {**coded.params, "pad_prefix": prefixes, "seeded_by": "background"})
-    # The first `streams` background streams now travel inside the blade streams.
-    rest = tuple(b"" if s < streams else stream for s, stream in enumerate(background.streams))
+                        tuple(kept), {**coded.params, "pad_prefix": prefixes, "seeded_by": "background",
+                                      "carried_words": [len(words) for words in carried]})
+    # Every background stream now travels inside a blade stream.
     background = CodedRegion(background.coder, background.model, background.weights_sha256,
-                             background.patch_size, background.count, rest,
-                             {**background.params, "carried_by_blade": streams})
+                             background.patch_size, background.count, tuple(b"" for _ in carried),
+                             {**background.params, "carried_by_blade": len(carried)})
     return BundleRegion("blade", blade, pixels_sha256(blade_patches)), background
+
+
+def own_bits(regions) -> list[int]:
+    """Bits of each region, the background streams a lossless blade carries counted as background."""
+    bits = [region.coded.bits for region in regions]
+    names = [region.name for region in regions]
+    if "blade" in names and "background" in names:
+        blade = regions[names.index("blade")].coded
+        if blade.params.get("seeded_by") == "background":
+            carried = 32 * sum(blade.params.get("carried_words", []))
+            bits[names.index("blade")] -= carried
+            bits[names.index("background")] += carried
+    return bits
 
 
 def decompress_regions(bundle: Bundle, cells: np.ndarray, coders) -> np.ndarray:
@@ -147,22 +174,35 @@ def _decompress_lossless_blade(blade: CodedRegion, background: CodedRegion, bits
         sub = bitswap.decompress(blade)
         return join_patches(sub, patch_size), background
     prefixes = blade.params.get("pad_prefix")
-    carried = background.params.get("carried_by_blade")
-    if not isinstance(prefixes, list) or len(prefixes) != len(blade.streams) or carried != len(blade.streams):
+    lengths = blade.params.get("carried_words")
+    tables_agree = (isinstance(prefixes, list) and len(prefixes) == len(blade.streams)
+                    and isinstance(lengths, list) and len(lengths) == len(background.streams)
+                    and background.params.get("carried_by_blade") == len(lengths) >= len(blade.streams)
+                    and all(isinstance(n, int) and n >= 0 for n in lengths))
+    if not tables_agree:
         raise CodingError("ROI bundle: blade and background stream tables disagree")
     streams = []
-    for s, (prefix, stream) in enumerate(zip(prefixes, blade.streams)):
+    for g, (prefix, stream) in enumerate(zip(prefixes, blade.streams)):
         if not isinstance(prefix, int) or not 0 <= prefix <= PAD_WORDS:
-            raise CodingError(f"ROI bundle: bad pad length on blade stream {s}")
-        streams.append(_pad(s)[:prefix].tobytes() + stream)
+            raise CodingError(f"ROI bundle: bad pad length on blade stream {g}")
+        streams.append(_pad(g)[:prefix].tobytes() + stream)
     full = CodedRegion(blade.coder, blade.model, blade.weights_sha256, blade.patch_size, blade.count,
                        tuple(streams), blade.params)
     sub, remaining = bitswap.decompress_with_seeds(full)
-    bg_streams = list(background.streams)
-    for s, words in enumerate(remaining):
-        if len(words) < PAD_WORDS or not np.array_equal(words[:PAD_WORDS], _pad(s)):
-            raise CodingError(f"blade stream {s} does not end on its pad: the stream is damaged")
-        bg_streams[s] = words[PAD_WORDS:].tobytes()
+    count = len(blade.streams)
+    bg_streams: list[bytes] = [b""] * len(lengths)
+    for g, words in enumerate(remaining):
+        if len(words) < PAD_WORDS or not np.array_equal(words[:PAD_WORDS], _pad(g)):
+            raise CodingError(f"blade stream {g} does not end on its pad: the stream is damaged")
+        rest = words[PAD_WORDS:]
+        members = range(g, len(lengths), count)
+        if len(rest) != sum(lengths[b] for b in members):
+            raise CodingError(f"blade stream {g} does not end on the background streams it carries: "
+                              f"the stream is damaged")
+        start = 0
+        for b in members:
+            bg_streams[b] = rest[start:start + lengths[b]].tobytes()
+            start += lengths[b]
     background = CodedRegion(background.coder, background.model, background.weights_sha256,
                              background.patch_size, background.count, tuple(bg_streams), background.params)
     return join_patches(sub, patch_size), background
