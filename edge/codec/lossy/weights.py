@@ -24,12 +24,16 @@ def model_from_state(config: dict, state_dict: dict) -> HyperpriorEASN:
     return model.eval()
 
 
-def export_weights(model: HyperpriorEASN, path: Path, extra: dict | None = None) -> str:
-    """Write fp16 weights + tables to ``path`` (atomically); returns the file's SHA-256."""
+def write_weights(model, rebuild, format_name: str, path: Path, extra: dict | None = None) -> str:
+    """Write ``model``'s fp16 parameters and entropy tables to ``path`` (atomically); the file's SHA-256.
+
+    ``rebuild(config, state_dict)`` gives back the model every decoder will load (fp16-rounded),
+    and the tables are built from that one.
+    """
     half = {k: v.detach().to(torch.float16) for k, v in model.state_dict().items()}
-    rounded = model_from_state(model.config.__dict__, half)
+    rounded = rebuild(model.config.__dict__, half)
     tables = build_tables(rounded.prior_z)
-    payload = {"format": FORMAT, "config": dict(model.config.__dict__), "state_dict": half,
+    payload = {"format": format_name, "config": dict(model.config.__dict__), "state_dict": half,
                "tables": tables.to_state(), "info": extra or {}}
     path = Path(path)
     tmp = path.with_suffix(".tmp")
@@ -38,16 +42,28 @@ def export_weights(model: HyperpriorEASN, path: Path, extra: dict | None = None)
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def load_coder(path: Path, model_name: str = "hp-easn") -> LossyCoder:
-    """The registry's loader: a ready LossyCoder from a weights file."""
+def read_weights(path: Path, format_name: str, label: str) -> tuple[dict, str]:
+    """(payload, SHA-256 of the file) of a weights file of ``format_name``; ModelError otherwise."""
     path = Path(path)
     try:
         data = path.read_bytes()
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, ValueError) as error:
-        raise ModelError(f"cannot load lossy weights {path}: {error}") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ModelError(f"{path} is not a lossy weights file of format {FORMAT}")
+        raise ModelError(f"cannot load {label} weights {path}: {error}") from None
+    if not isinstance(payload, dict) or payload.get("format") != format_name:
+        article = "an" if label[0] in "aeiou" else "a"
+        raise ModelError(f"{path} is not {article} {label} weights file of format {format_name}")
+    return payload, hashlib.sha256(data).hexdigest()
+
+
+def export_weights(model: HyperpriorEASN, path: Path, extra: dict | None = None) -> str:
+    """Write fp16 weights + tables to ``path`` (atomically); returns the file's SHA-256."""
+    return write_weights(model, model_from_state, FORMAT, path, extra)
+
+
+def load_coder(path: Path, model_name: str = "hp-easn") -> LossyCoder:
+    """The registry's loader: a ready LossyCoder from a weights file."""
+    payload, sha256 = read_weights(path, FORMAT, "lossy")
     model = model_from_state(payload["config"], payload["state_dict"])
     tables = EntropyTables.from_state(payload["tables"])
-    return LossyCoder(model, tables, model_name, hashlib.sha256(data).hexdigest(), PATCH_SIZE)
+    return LossyCoder(model, tables, model_name, sha256, PATCH_SIZE)
