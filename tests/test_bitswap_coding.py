@@ -179,9 +179,8 @@ def test_process_pool_matches_local_coding(tiny_model):
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_process_pool_with_requests_larger_than_a_pipe_buffer(tiny_model):
-    """48 streams of 64x64 patches: each pipelined request and answer is megabytes.
-
-    The workers must keep reading requests while they send answers, or both sides block.
+    """48 streams of 64x64 patches: each request and answer between the pool and its workers is
+    megabytes, far more than a pipe buffer; nothing may block and the streams equal local coding.
     """
     patches = np.stack([smooth_image(64, 64, seed).transpose(2, 0, 1) for seed in range(48)])
     seeds = random_seeds(48)

@@ -15,8 +15,6 @@ all. The pool uses the *spawn* start method (CUDA does not survive a fork).
 from __future__ import annotations
 
 import multiprocessing
-import queue
-import threading
 import time
 from typing import Sequence
 
@@ -113,18 +111,6 @@ class LocalStreams:
 
 
 # --- process pool ----------------------------------------------------------------------------
-def _read_commands(connection, inbox: queue.SimpleQueue) -> None:
-    """Move every command into ``inbox`` as soon as it arrives, so a sender never waits on us."""
-    while True:
-        try:
-            message = connection.recv()
-        except (EOFError, OSError):
-            message = ("stop", None)
-        inbox.put(message)
-        if message[0] == "stop":
-            return
-
-
 def _worker_main(connection) -> None:
     import torch
 
@@ -133,10 +119,11 @@ def _worker_main(connection) -> None:
 
     torch.set_num_threads(1)          # one worker per core
     nets, model_key = None, None
-    inbox: queue.SimpleQueue = queue.SimpleQueue()
-    threading.Thread(target=_read_commands, args=(connection, inbox), daemon=True).start()
     while True:
-        command, payload = inbox.get()
+        try:
+            command, payload = connection.recv()
+        except (EOFError, OSError):     # the parent is gone
+            return
         try:
             if command == "stop":
                 connection.send(("ok", None))
