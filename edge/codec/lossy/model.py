@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 # Lambdas of the training loss (rate + lambda * 255^2 * MSE) for each quality level, low to high.
-LAMBDAS = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483)
+# The two highest serve the blade of lossy ROI bundles, which must reach 40 dB and more.
+LAMBDAS = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18)
 SCALE_MIN = 0.11  # smallest Gaussian scale; below it a symbol costs (almost) nothing anyway
 LIKELIHOOD_MIN = 1e-9  # floor on likelihoods in training, so a far-out value costs 30 bits, not inf
 

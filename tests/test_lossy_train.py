@@ -1,0 +1,76 @@
+"""`edge train lossy`: a few steps on a tiny model, resume, new quality levels, export."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import torch
+
+from edge.codec.lossy.model import HyperpriorEASN, LossyConfig
+from edge.codec.lossy.weights import load_coder
+from edge.synth import render_frame
+from edge.train.lossy import export_checkpoint, save_checkpoint, train_lossy
+
+TINY = {"n": 8, "m": 16}
+
+
+def _images(folder):
+    folder.mkdir()
+    # envA_01..02 train, envA_70 is in a held-out scene.
+    for seed, name in enumerate(["envA_01", "envA_02", "envA_70"]):
+        image, _ = render_frame((96, 80), seed=seed)
+        cv2.imwrite(str(folder / f"{name}.png"), image[:, :, ::-1])
+    return folder
+
+
+def _train(data, run, steps, levels=None):
+    config = LossyConfig(**TINY, **({"levels": levels} if levels else {}))
+    return train_lossy(data_dirs=[data], run_dir=run, steps=steps, minutes=0, crop=64, batch=2, lr=1e-3,
+                       threads=1, bf16=False, config=config, val_every=2, save_minutes=60, seed=0)
+
+
+def test_trains_checkpoints_and_resumes(tmp_path):
+    data, run = _images(tmp_path / "images"), tmp_path / "run"
+    _train(data, run, steps=2)
+    first = torch.load(run / "last.pt", weights_only=False)
+    assert first["state"]["step"] == 2
+    assert (run / "best.pt").exists()
+
+    _train(data, run, steps=4)
+    resumed = torch.load(run / "last.pt", weights_only=False)
+    assert resumed["state"]["step"] == 4
+    assert not torch.equal(first["model"]["g_s.layers.6.weight"], resumed["model"]["g_s.layers.6.weight"])
+    records = [json.loads(line) for line in (run / "train.log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4]
+    assert set(records[-1]["val"]) == {str(level) for level in range(LossyConfig().levels)}
+
+
+def test_resume_adds_quality_levels_to_an_older_checkpoint(tmp_path):
+    data, run = _images(tmp_path / "images"), tmp_path / "run"
+    _train(data, run, steps=2, levels=3)
+    old = torch.load(run / "last.pt", weights_only=False)
+
+    _train(data, run, steps=3, levels=5)
+    new = torch.load(run / "last.pt", weights_only=False)
+    assert new["config"]["levels"] == 5 and new["model"]["log_gain"].shape[0] == 5
+    gains = new["model"]["log_gain"].mean(dim=1)
+    assert torch.all(gains[1:] > gains[:-1]), "each new level quantises more finely than the one below"
+    # The old levels carried over (one step of training moves them only a little).
+    assert torch.allclose(new["model"]["log_gain"][:3], old["model"]["log_gain"], atol=0.05)
+
+
+def test_exported_weights_code_every_level(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.manual_seed(0)
+    model = HyperpriorEASN(LossyConfig(**TINY, levels=2))
+    optimizer = torch.optim.Adam(model.parameters())
+    save_checkpoint(run / "last.pt", model, optimizer, {"step": 7}, model.config)
+    export_checkpoint(run, tmp_path / "tiny.pt")
+
+    coder = load_coder(tmp_path / "tiny.pt")
+    assert coder.levels == 2
+    patch = render_frame((256, 256), seed=5)[0].transpose(2, 0, 1)[None].copy()
+    for level in range(2):
+        coded = coder.compress(patch, level)
+        assert coder.decompress(coded).shape == patch.shape
