@@ -146,11 +146,7 @@ def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int,
     state = {"step": 0, "best_score": float("inf"), "lr": lr, "history": []}
     last = run_dir / "last.pt"
     if last.exists():
-        checkpoint = torch.load(last, map_location="cpu", weights_only=False)
-        state = checkpoint["state"]
-        added = add_levels(checkpoint, config.levels, [name for name, _ in model.named_parameters()])
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
+        state, added = load_checkpoint(last, model, optimizer)
         if added:  # validation scores of a different set of levels do not compare
             state["best_score"] = float("inf")
         log.info("resumed from %s at step %d%s", last, state["step"], f" with {added} new levels" if added else "")
@@ -161,45 +157,47 @@ def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int,
     log_file = (run_dir / "train.log.jsonl").open("a")
     started = time.monotonic()
     last_save = started
-    running = None
+    running = torch.full((config.levels,), float("nan"))  # running loss of each level
     bar = tqdm(total=steps, initial=state["step"], desc="lossy", mininterval=30, smoothing=0.05)
     while state["step"] < steps and not (minutes and time.monotonic() - started > minutes * 60):
         x = sampler.batch(batch)
         levels = torch.randint(0, config.levels, (batch,))
         bpp, _, mse_train = rate_distortion(model, x, levels, bf16)
-        loss = (bpp + lambdas[levels] * 255**2 * mse_train).mean()
-        if not torch.isfinite(loss) or (running is not None and loss.item() > 50 * running):
+        sample_losses = bpp + lambdas[levels] * 255**2 * mse_train
+        loss = sample_losses.mean()
+        # Levels' losses differ a hundredfold, so a blow-up is judged against the same level's past.
+        if not torch.isfinite(loss) or bool((sample_losses.detach() > 50 * running[levels]).any()):
             log.warning("step %d: loss %.3g blew up; reloading the last checkpoint, halving the lr",
                         state["step"], loss.item())
             if last.exists():
-                checkpoint = torch.load(last, map_location="cpu", weights_only=False)
-                model.load_state_dict(checkpoint["model"])
-                optimizer.load_state_dict(checkpoint["optimizer"])
+                load_checkpoint(last, model, optimizer)
             state["lr"] /= 2
             if state["lr"] < lr / 1000:
                 raise TrainingError(f"training keeps blowing up (lr now {state['lr']:.2g}); "
                                     f"inspect {run_dir} and restart with a lower --lr")
             for group in optimizer.param_groups:
                 group["lr"] = state["lr"]
-            running = None
+            running[:] = float("nan")
             continue
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        for level, value in zip(levels.tolist(), sample_losses.detach().tolist()):
+            before = running[level]
+            running[level] = value if torch.isnan(before) else 0.98 * before + 0.02 * value
         state["step"] += 1
         bar.update(1)
-        bar.set_postfix(loss=f"{running:.3f}", bpp=f"{bpp.mean().item():.3f}", refresh=False)
+        bar.set_postfix(loss=f"{running.nanmean():.3f}", bpp=f"{bpp.mean().item():.3f}", refresh=False)
 
         if state["step"] % val_every == 0:
             metrics = validate(model, val_crops)
             # One score across levels: mean PSNR minus a rate penalty keeps the whole curve honest.
             score = sum(m["bpp"] * 10 - m["psnr"] for m in metrics.values()) / len(metrics)
-            record = {"step": state["step"], "time": time.time(), "loss": running, "lr": state["lr"], "val": metrics}
+            record = {"step": state["step"], "time": time.time(), "loss": running.nanmean().item(), "lr": state["lr"], "val": metrics}
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()
-            log.info("step %d loss %.4f val %s", state["step"], running, metrics)
+            log.info("step %d loss %.4f val %s", state["step"], running.nanmean().item(), metrics)
             if score < state["best_score"]:
                 state["best_score"] = score
                 torch.save({"model": model.state_dict(), "config": config.__dict__, "state": state,
@@ -210,6 +208,15 @@ def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int,
     save_checkpoint(last, model, optimizer, state, config)
     bar.close()
     return last
+
+
+def load_checkpoint(path: Path, model: HyperpriorEASN, optimizer) -> tuple[dict, int]:
+    """Load ``path`` into model and optimiser (adding quality levels it lacks); (state, levels added)."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    added = add_levels(checkpoint, model.config.levels, [name for name, _ in model.named_parameters()])
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    return checkpoint["state"], added
 
 
 def add_levels(checkpoint: dict, levels: int, parameter_names: list[str]) -> int:
