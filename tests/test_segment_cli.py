@@ -157,3 +157,23 @@ def test_eval_seg_tau_sweep_scores_each_threshold(tiny_data, tiny_weights, tmp_p
     all_blade = np.mean([2 * m.sum() / (m.sum() + m.size) for m in masks])
     assert abs(f1["0.0"]["all"]["unet"] - all_blade) < 1e-9
     assert f1["1.01"]["all"]["unet"] == 0.0
+
+
+def test_train_seg_is_float32_by_default_and_bf16_on_request(tiny_data, tmp_path):
+    from edge.train.seg import autocast
+
+    model = BUNetV2(UNetConfig(base_width=4, input_long_side=64))
+    x = torch.rand(1, 3, 32, 32)
+    with autocast(False):
+        assert model(x).dtype == torch.float32
+    with autocast(True):
+        assert model(x).dtype == torch.bfloat16
+    ckpt = tmp_path / "bf16"
+    assert main(["train", "seg", "--data", str(tiny_data), "--ckpt-dir", str(ckpt), "--steps", "1", "--bf16",
+                 *TINY_TRAIN]) == 0
+    state = torch.load(ckpt / "last.pt", weights_only=False)
+    assert state["config"]["bf16"] is True and state["step"] == 1
+    default = tmp_path / "fp32"
+    assert main(["train", "seg", "--data", str(tiny_data), "--ckpt-dir", str(default), "--steps", "1",
+                 *TINY_TRAIN]) == 0
+    assert torch.load(default / "last.pt", weights_only=False)["config"]["bf16"] is False

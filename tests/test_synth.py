@@ -231,3 +231,96 @@ def test_mask_png_decodes_to_the_mask_in_pillow_and_opencv():
         assert np.array_equal(np.array(image), mask * np.uint8(255))
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     assert np.array_equal(decoded, mask * np.uint8(255))
+
+
+# ---------------------------------------------------------------------------------------
+# Tower, nacelle and hub (background), and the tip frames
+
+
+def _pass_specs(seed: int, turbine: int, blade: int, surface: str, count: int = 8, size=(240, 160), **options):
+    return [frame_spec(seed, turbine, blade, surface, index, count, size, **options) for index in range(1, count + 1)]
+
+
+def test_tower_nacelle_and_hub_are_background_never_in_the_mask():
+    # Seed 101, turbine 2: blade 1 horizontal, blades 2 and 3 pointing down.
+    specs = [s for blade in (1, 2) for s in _pass_specs(101, 2, blade, "PS") + _pass_specs(101, 2, blade, "LE")
+             if s.parts is not None and s.view is not None]
+    assert {s.kind for s in specs} >= {"root", "closeup"}
+    kernel = np.ones((5, 5), np.uint8)
+    shown = 0
+    for spec in specs:
+        spec = replace(spec, exposure=1.0)
+        with_parts, mask = render(spec)
+        without, plain_mask = render(replace(spec, parts=None))
+        assert np.array_equal(mask, plain_mask)
+        changed = np.any(with_parts != without, axis=2)
+        inside = cv2.erode(mask.astype(np.uint8), kernel).astype(bool)
+        outside = ~cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
+        assert not changed[inside].any(), spec.kind
+        if changed[outside].mean() > 0.01:  # drawn beside the blade (else hidden behind it)
+            shown += 1
+            # the tower is light paint, like the blade
+            tower_pixels = with_parts[changed & outside].astype(np.float32)
+            assert np.median(tower_pixels.max(axis=1) - tower_pixels.min(axis=1)) < 40
+    assert shown >= 0.7 * len(specs)
+
+
+def test_parts_appear_in_the_frames_the_plan_says():
+    # a blade pointing down is inspected in front of the tower: every frame with blade shows it
+    for surface in SURFACES:
+        for spec in _pass_specs(101, 2, 2, surface):
+            if spec.view is not None:
+                assert spec.parts is not None and spec.parts.tower is not None, (surface, spec.kind)
+    # horizontal blades (seed 101: turbine 2 blade 1, turbine 4 blade 2): parts only in root
+    # views, where the hub is inside the frame
+    horizontal = [s for turbine, blade in ((2, 1), (4, 2)) for surface in SURFACES
+                  for s in _pass_specs(101, turbine, blade, surface)]
+    roots = [s for s in horizontal if s.kind == "root"]
+    assert roots
+    for spec in horizontal:
+        if spec.kind == "closeup":
+            assert spec.parts is None
+        if spec.kind == "root":
+            x, y = spec.parts.hub[:2]
+            assert 0 <= x < spec.width and 0 <= y < spec.height
+    # root views are first frames of a pass, with the blade smaller than in close-ups
+    for spec in roots:
+        assert render(spec)[1].mean() < 0.3
+    assert all(s.kind != "root" for s in horizontal if s.kind == "root" and s not in roots) and all(
+        s.kind != "root" for surface in SURFACES for s in _pass_specs(101, 4, 2, surface)[1:])
+    # some frames without blade face the tower, the others show none
+    empty = [s for t in range(1, 4) for b in (1, 2, 3) for surface in SURFACES
+             for s in _pass_specs(7, t, b, surface, size=(96, 64)) if s.view is None]
+    with_tower = [s for s in empty if s.parts is not None]
+    assert 0 < len(with_tower) < len(empty)
+    for spec in with_tower[:3]:
+        rgb, mask = render(spec)
+        assert not mask.any()
+
+
+def test_tip_frames_show_the_banded_outer_span_of_marked_blades():
+    plain = _pass_specs(101, 4, 1, "PS")
+    tips = _pass_specs(101, 4, 1, "PS", tip_frames=3, marking_share=1.0)
+    assert not plain[0].blade.tip_marking  # this land site has none by default
+    assert all(s.blade.tip_marking for s in tips)
+    # the last 3 frames (those drawn as close-ups) look at the outer 10 m; the others farther in
+    assert all(s.view.d_center < 10.0 for s in tips[-3:] if s.kind == "closeup")
+    assert all(s.view.d_center > tips[-3].view.d_center for s in tips[:-3] if s.kind == "closeup")
+    assert sum(s.kind == "closeup" for s in tips[-3:]) >= 2
+    # red bands in the mask of the tip frames: the network has to learn them as blade
+    rgb, mask = render(replace(tips[-1], kind="closeup"))
+    red = (rgb[..., 0].astype(int) - rgb[..., 1] > 60) & (rgb[..., 0] > 100)
+    assert red.any() and red[mask].mean() > 0.5 * red.mean() and red[~mask].sum() < 0.1 * red.sum() + 5
+    no_marking = _pass_specs(101, 4, 1, "PS", tip_frames=3, marking_share=0.0)
+    assert not any(s.blade.tip_marking for s in no_marking)
+
+
+def test_tip_options_are_checked_and_recorded(tmp_path):
+    with pytest.raises(InputError, match="tip frames"):
+        generate_inspection(tmp_path / "x", images_per_surface=2, tip_frames=3, size=SMALL)
+    with pytest.raises(InputError, match="marking share"):
+        generate_inspection(tmp_path / "x", marking_share=1.5, size=SMALL)
+    manifest = generate_inspection(tmp_path / "tips", turbines=1, blades=1, surfaces=("TE",), images_per_surface=3,
+                                   size=SMALL, seed=5, tip_frames=2, marking_share=1.0)
+    loaded = Manifest.load(tmp_path / "tips")
+    assert (loaded.tip_frames, loaded.marking_share) == (2, 1.0) == (manifest.tip_frames, manifest.marking_share)

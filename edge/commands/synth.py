@@ -39,6 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives identical files")
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality 1-100 (default 90, 4:2:0)")
     parser.add_argument("--workers", type=int, default=2, help="rendering processes (default 2)")
+    parser.add_argument("--tip-frames", type=int, default=1, metavar="K",
+                        help="frames per pass on the outer 9 m of the blade, where red aviation bands are "
+                             "painted (default 1: the last frame shows the tip)")
+    parser.add_argument("--marking-share", type=float, default=None, metavar="P",
+                        help="probability that a turbine's blades carry red tip bands (default: 0.45 "
+                             "offshore, 0.15 on land)")
     parser.add_argument("--overwrite", action="store_true", help="write into a folder that has an inspection")
 
 
@@ -46,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     manifest = generate_inspection(args.out, turbines=args.turbines, images_per_surface=args.images_per_surface,
                                    size=args.size, seed=args.seed, quality=args.quality, workers=args.workers,
-                                   overwrite=args.overwrite, blades=args.blades, surfaces=args.surfaces)
+                                   overwrite=args.overwrite, blades=args.blades, surfaces=args.surfaces,
+                                   tip_frames=args.tip_frames, marking_share=args.marking_share)
     seconds = time.perf_counter() - started
     print(f"wrote {len(manifest.frames)} photos and masks to {args.out} in {seconds:.1f} s "
           f"(manifest: {args.out}/manifest.json)")

@@ -4,7 +4,8 @@ Cost is kept low for 20 MP frames by doing the smooth parts at a working resolut
 about ``WORK_LONG_SIDE`` pixels (background, blade shading, exposure, vignetting, tone
 curve) and only the sharp parts at full resolution:
 
-1. background (float, working resolution), blade shading over the blade's band of rows;
+1. background (float, working resolution) with the turbine's tower, nacelle and hub when in
+   view (:mod:`edge.synth.turbine`), blade shading over the blade's band of rows;
 2. auto exposure from the frame's mean brightness, vignetting, a soft-shoulder tone curve;
 3. both layers enlarged to full resolution as 8-bit images; the ground gets back the
    texture finer than a working pixel from tiled blotchy noise, strip by strip;
@@ -25,6 +26,7 @@ import numpy as np
 from edge.synth.backgrounds import Scene, render_background
 from edge.synth.blade import BladeGeometry, BladeModel, BladeView, draw_details, shade, shading_table
 from edge.synth.lighting import Lighting
+from edge.synth.turbine import TurbineParts, draw_parts
 
 WORK_LONG_SIDE = 1200
 SHIFT = 4  # fixed-point bits for sub-pixel polygon vertices
@@ -45,6 +47,7 @@ class FrameSpec:
     vignette: float = 0.25
     kind: str = "closeup"  # closeup, far or empty (how the plan framed the blade)
     exposure: float | None = None  # fixed exposure (like an exposure lock); None: auto exposure
+    parts: TurbineParts | None = None  # tower, nacelle, hub in view (background, never in the mask)
 
 
 def work_size(width: int, height: int) -> tuple[int, int]:
@@ -70,6 +73,10 @@ def render(spec: FrameSpec) -> tuple[np.ndarray, np.ndarray]:
     sx, sy = width / ww, height / wh
     rng = np.random.default_rng([spec.seed, 5])  # blade details; the grain has its own stream
     background, detail_rows = render_background(spec.scene, spec.lighting, ww, wh)
+    ground_color = background[wh // 2:].reshape(-1, 3).mean(axis=0)  # light bounced onto the blade
+    if spec.parts is not None:
+        draw_parts(background, spec.parts, width, height, spec.scene.camera(ww, wh).rotation(), spec.lighting,
+                   ground_color)
 
     geometry = outline = None
     if spec.view is not None and spec.blade is not None:
@@ -88,7 +95,6 @@ def render(spec: FrameSpec) -> tuple[np.ndarray, np.ndarray]:
     if box is not None:
         band = (max(int(box[0] / sx) - 2, 0), max(int(box[1] / sy) - 2, 0),
                 min(int(math.ceil(box[2] / sx)) + 2, ww), min(int(math.ceil(box[3] / sy)) + 2, wh))
-        ground_color = background[wh // 2:].reshape(-1, 3).mean(axis=0)
         rotation = spec.scene.camera(ww, wh).rotation()
         lut = shading_table(spec.view.surface, spec.view, rotation, spec.lighting, ground_color)
         blade_work = shade(geometry, lut, ww, wh, band, rng)

@@ -64,11 +64,12 @@ def check_size(size: tuple[int, int]) -> None:
 
 
 def frame_spec(seed: int, turbine: int, blade: int, surface: str, index: int, images_per_surface: int,
-               size: tuple[int, int]) -> FrameSpec:
+               size: tuple[int, int], tip_frames: int = 1, marking_share: float | None = None) -> FrameSpec:
     """Spec of one frame of an inspection (turbine, blade and index are 1-based)."""
-    turbine_plan = plan_turbine(seed, turbine)
+    turbine_plan = plan_turbine(seed, turbine, marking_share)
     surface_plan = plan_surface(seed, turbine_plan, blade - 1, surface)
-    return plan_frame_in_surface(surface_plan, index - 1, images_per_surface, size[0], size[1])
+    return plan_frame_in_surface(surface_plan, index - 1, images_per_surface, size[0], size[1],
+                                 tip_frames=tip_frames)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,8 @@ class _Job:
     number: int  # image counter through the inspection
     capture_time: datetime
     out_dir: str
+    tip_frames: int = 1
+    marking_share: float | None = None
 
     @property
     def relative_dir(self) -> str:
@@ -123,7 +126,7 @@ def _timeline(seed: int, turbines: int, blades: int, surfaces: tuple[str, ...],
 
 def _shot_info(spec: FrameSpec, job: _Job) -> ShotInfo:
     """Where the drone was: the turbine's position, offset by its stand-off and heading."""
-    turbine = plan_turbine(job.seed, job.turbine)
+    turbine = plan_turbine(job.seed, job.turbine, job.marking_share)
     rng = np.random.default_rng([spec.seed, 9])
     heading = math.radians(spec.scene.yaw_deg)
     back = 15.0 + 10.0 * float(rng.random())
@@ -143,7 +146,8 @@ def _shot_info(spec: FrameSpec, job: _Job) -> ShotInfo:
 
 
 def _render_job(job: _Job) -> FrameRecord:
-    spec = frame_spec(job.seed, job.turbine, job.blade, job.surface, job.index, job.images_per_surface, job.size)
+    spec = frame_spec(job.seed, job.turbine, job.blade, job.surface, job.index, job.images_per_surface, job.size,
+                      job.tip_frames, job.marking_share)
     rgb, mask = render(spec)
     shot = _shot_info(spec, job)
     out = Path(job.out_dir)
@@ -192,6 +196,8 @@ def generate_inspection(
     overwrite: bool = False,
     blades: int = 3,
     surfaces: tuple[str, ...] = SURFACES,
+    tip_frames: int = 1,
+    marking_share: float | None = None,
 ) -> Manifest:
     """Render and write an inspection of ``turbines`` x ``blades`` x ``surfaces`` x ``images_per_surface``.
 
@@ -199,6 +205,10 @@ def generate_inspection(
     in that many processes (same bytes either way). A frame's pixels depend only on the seed
     and its (turbine, blade, surface, index), not on which blades or surfaces are chosen.
     Refuses a folder that already holds a manifest unless ``overwrite``.
+
+    ``tip_frames`` > 1 spends that many frames of each pass on the outer span where red
+    aviation bands are painted (a training set that sees banded tips more often);
+    ``marking_share`` sets the probability of a turbine with banded tips (default by site).
     """
     check_size(size)
     if not 1 <= blades <= 3:
@@ -214,6 +224,11 @@ def generate_inspection(
         raise InputError(f"JPEG quality must be between 1 and 100, got {quality}")
     if workers < 1:
         raise InputError(f"workers must be at least 1, got {workers}")
+    if not 1 <= tip_frames <= images_per_surface:
+        raise InputError(f"tip frames must be between 1 and the images per surface ({images_per_surface}), "
+                         f"got {tip_frames}")
+    if marking_share is not None and not 0.0 <= marking_share <= 1.0:
+        raise InputError(f"marking share must be between 0 and 1, got {marking_share}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError("output path exists and is not a folder", str(out))
@@ -223,7 +238,8 @@ def generate_inspection(
     out.mkdir(parents=True, exist_ok=True)
 
     jobs = [
-        _Job(seed, turbine, blade, surface, index, images_per_surface, tuple(size), quality, number, stamp, str(out))
+        _Job(seed, turbine, blade, surface, index, images_per_surface, tuple(size), quality, number, stamp, str(out),
+             tip_frames, marking_share)
         for number, (turbine, blade, surface, index, stamp) in enumerate(
             _timeline(seed, turbines, blades, tuple(surfaces), images_per_surface), start=1)
     ]
@@ -253,7 +269,7 @@ def generate_inspection(
             for result in pool.map(_render_jobs, tasks):
                 records.extend(result)
     manifest = Manifest(seed, size[0], size[1], quality, turbines, blades, tuple(surfaces), images_per_surface,
-                        tuple(records))
+                        tuple(records), tip_frames, marking_share)
     manifest.write(out)
     log.info("wrote %d frames and their masks to %s", len(records), out)
     return manifest

@@ -57,6 +57,8 @@ class Manifest:
     surfaces: tuple[str, ...]
     images_per_surface: int
     frames: tuple[FrameRecord, ...]
+    tip_frames: int = 1  # frames per pass at the blade's banded outer span
+    marking_share: float | None = None  # probability of red tip bands (None: by site)
 
     def by_surface(self) -> dict[tuple[int, int, str], list[FrameRecord]]:
         """Frames grouped by (turbine, blade, surface), in capture order."""
@@ -97,6 +99,7 @@ class Manifest:
         try:
             frames = tuple(FrameRecord(**{k: v for k, v in frame.items() if k in names}) for frame in body["frames"])
             return cls(body["seed"], body["width"], body["height"], body["quality"], body["turbines"],
-                       body["blades"], tuple(body["surfaces"]), body["images_per_surface"], frames)
+                       body["blades"], tuple(body["surfaces"]), body["images_per_surface"], frames,
+                       body.get("tip_frames", 1), body.get("marking_share"))
         except (KeyError, TypeError) as error:
             raise InputError(f"manifest is missing or has a malformed key: {error}", str(path)) from error

@@ -20,8 +20,12 @@ from edge.synth.backgrounds import BACKGROUND_KINDS, Scene
 from edge.synth.blade import PAINTS, SURFACES, BladeModel, BladeView, half_widths
 from edge.synth.frame import FrameSpec
 from edge.synth.lighting import Lighting
+from edge.synth.turbine import TurbineBody, place_parts, tower_only, turbine_body
 
-FRAME_KINDS = ("closeup", "far", "empty")
+FRAME_KINDS = ("closeup", "root", "far", "empty")
+ROOT_SHARE = 0.5  # first frames of a pass that back off to show the hub, nacelle and tower
+EMPTY_TOWER_SHARE = 0.5  # frames without blade that face the tower
+TIP_BAND_M = 9.0  # the red aviation bands cover the outer 9 m of a marked blade
 # Sun direction relative to the camera heading changes as the drone goes round the blade.
 SURFACE_SUN_OFFSET = {"PS": 0.0, "SS": 180.0, "LE": 90.0, "TE": -90.0}
 
@@ -42,6 +46,7 @@ class TurbinePlan:
     sea_state: float
     latitude: float
     longitude: float
+    body: TurbineBody | None = None  # tower, nacelle and spinner sizes
 
 
 @dataclass(frozen=True)
@@ -62,12 +67,16 @@ class SurfacePlan:
     grain: float
 
 
-def plan_turbine(seed: int, index: int) -> TurbinePlan:
+def plan_turbine(seed: int, index: int, marking_share: float | None = None) -> TurbinePlan:
+    """A turbine's site, blades and weather. ``marking_share``: probability of red aviation
+    bands on the blade tips (default: 0.45 offshore, 0.15 on land)."""
     rng = np.random.default_rng([seed, index, 1])
     kind = str(rng.choice(BACKGROUND_KINDS, p=[0.4, 0.3, 0.3]))
     length = float(rng.uniform(38, 62))
     paint = PAINTS[str(rng.choice(list(PAINTS), p=[0.5, 0.35, 0.15]))]
-    marking = bool(rng.random() < (0.45 if kind == "sea" else 0.15))
+    if marking_share is None:
+        marking_share = 0.45 if kind == "sea" else 0.15
+    marking = bool(rng.random() < marking_share)
     blades = tuple(
         BladeModel(
             length_m=length,
@@ -99,6 +108,7 @@ def plan_turbine(seed: int, index: int) -> TurbinePlan:
         sea_state=float(rng.uniform(0.2, 1.0)),
         latitude=float(rng.uniform(53.6, 56.2) if sea else rng.uniform(54.9, 57.4)),
         longitude=float(rng.uniform(5.8, 8.2) if sea else rng.uniform(8.3, 11.2)),
+        body=turbine_body(np.random.default_rng([seed, index, 5])),
     )
 
 
@@ -153,22 +163,37 @@ def _visible_width(model: BladeModel, surface: str, d: float) -> float:
 
 
 def plan_frame_in_surface(plan: SurfacePlan, index: int, count: int, width: int, height: int,
-                          kind: str | None = None) -> FrameSpec:
-    """Spec of frame ``index`` (0-based) of ``count`` in one surface's pass."""
+                          kind: str | None = None, tip_frames: int = 1) -> FrameSpec:
+    """Spec of frame ``index`` (0-based) of ``count`` in one surface's pass.
+
+    ``tip_frames``: how many of the last frames show the tip region (the outer TIP_BAND_M
+    metres, where red aviation bands are painted); 1 is a plain pass whose last frame shows
+    the tip.
+    """
     turbine = plan.turbine
     model = turbine.blades[plan.blade_index]
     rng = np.random.default_rng([plan.seed, index, 3])
+    extra = np.random.default_rng([plan.seed, index, 14])  # root views and turbine parts: own stream
+    root_roll = extra.random()
     if kind is None:
         roll = rng.random()
         kind = "empty" if roll < 0.06 else "far" if roll < 0.14 else "closeup"
+        if kind == "closeup" and index == 0 and root_roll < ROOT_SHARE:
+            kind = "root"
     a = math.radians(plan.angle_deg)
     # frame extent along and across the blade axis
     along_px = abs(width * math.cos(a)) + abs(height * math.sin(a))
     across_px = abs(width * math.sin(a)) + abs(height * math.cos(a))
     # The pass runs from near the root to the tip; the drone closes in a little towards the
     # tip so the narrowing blade still fills a good part of the frame.
-    progress = index / max(count - 1, 1)
-    d_plan = model.length_m * 0.8 * (1.0 - progress)
+    tip_frames = min(max(tip_frames, 1), count)
+    first_tip = count - tip_frames
+    if tip_frames > 1 and index >= first_tip:  # spread over the banded outer span, the last at the tip
+        progress = 1.0
+        d_plan = TIP_BAND_M * (count - 1 - index) / (tip_frames - 1)
+    else:
+        progress = index / max(first_tip if tip_frames > 1 else count - 1, 1)
+        d_plan = model.length_m * 0.8 * (1.0 - progress)
     fraction = plan.scale_fraction * (1.0 - 0.3 * progress) * float(rng.uniform(0.93, 1.07))
     reference = max(d_plan, 2.5 * model.tip_chord_m)
     scale = fraction * across_px / _visible_width(model, plan.surface, reference)
@@ -187,6 +212,12 @@ def plan_frame_in_surface(plan: SurfacePlan, index: int, count: int, width: int,
             d_center = max(model.length_m - reach, 0.0)
             scale = max(scale, math.hypot(width, height) / 2 / (model.length_m - d_center))
         offset = float(rng.uniform(-0.3, 0.3)) * across_px
+    body = turbine.body
+    if kind == "root" and body is not None:  # the drone backs off at the root: the hub in view
+        span_m = float(extra.uniform(14, 26))
+        scale = along_px / span_m
+        d_center = model.length_m + body.hub_radius_m - float(extra.uniform(0.2, 0.42)) * span_m
+        offset = float(extra.normal(0, 0.05)) * across_px
     view = None
     if kind != "empty":
         view = BladeView(plan.surface, plan.angle_deg + float(rng.normal(0, 0.8)), offset, scale, d_center,
@@ -215,8 +246,23 @@ def plan_frame_in_surface(plan: SurfacePlan, index: int, count: int, width: int,
         defocus=plan.defocus,
         sea_state=turbine.sea_state,
     )
+    parts = None
+    if body is not None:
+        camera = scene.camera(width, height)
+        surface_rng = np.random.default_rng([plan.seed, 13])  # the same for every frame of the pass
+        tone = float(surface_rng.uniform(0.95, 1.02))
+        paint = (model.paint[0] * tone, model.paint[1] * tone, model.paint[2] * tone)
+        if view is None:
+            if extra.random() < EMPTY_TOWER_SHARE:
+                parts = tower_only(extra, body, camera, paint)
+        else:
+            depth = float(surface_rng.uniform(4, 12))
+            lateral = float(surface_rng.choice([-1.0, 1.0]) * surface_rng.uniform(0.4, 1.4))
+            side = int(surface_rng.choice([-1, 1]))
+            parts = place_parts(model, view, body, plan.surface, camera, turbine.hub_height_m, depth, lateral,
+                                side, paint, hub_required=plan.orientation != "vertical")
     return FrameSpec(width, height, scene, plan.lighting, model, view, seed=int(rng.integers(0, 2**31)),
-                     grain=plan.grain, kind=kind)
+                     grain=plan.grain, kind=kind, parts=parts)
 
 
 def plan_frame(size: tuple[int, int], seed: int, surface: str = "PS", kind: str | None = None) -> FrameSpec:

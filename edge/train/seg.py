@@ -12,6 +12,7 @@ network size (long side 512). Validation F1 on the held-out frames is logged eve
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import json
 import logging
@@ -59,6 +60,7 @@ class SegTrainConfig:
     closeup_weight: float = 2.0      # close-up frames are drawn this much more often
     colour_jitter: float = 0.15      # per-channel gain and saturation vary within +-colour_jitter
     init_from: str = ""              # start a new run from this checkpoint's weights (not its optimiser or step)
+    bf16: bool = False               # bf16 autocast: measured 1.6x slower per step than float32 on this CPU
 
 
 @dataclass
@@ -139,8 +141,13 @@ def f1_score(prediction: np.ndarray, truth: np.ndarray) -> float:
     return 1.0 if denominator == 0 else float(2 * tp / denominator)
 
 
+def autocast(bf16: bool):
+    """bf16 autocast when asked for, else plain float32 (faster on CPUs without AMX)."""
+    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
 @torch.no_grad()
-def validate(model: BUNetV2, samples: list[Sample], long_side: int) -> dict[str, float]:
+def validate(model: BUNetV2, samples: list[Sample], long_side: int, bf16: bool = False) -> dict[str, float]:
     """Mean F1 at the network size, over all held-out frames with blade and over close-ups."""
     model.eval()
     scores: dict[str, list[float]] = {"all": [], "closeup": []}
@@ -150,7 +157,7 @@ def validate(model: BUNetV2, samples: list[Sample], long_side: int) -> dict[str,
         rgb = cv2.resize(sample.rgb, net_hw[::-1], interpolation=cv2.INTER_AREA)
         truth = cv2.resize(sample.mask, net_hw[::-1], interpolation=cv2.INTER_NEAREST) > 0
         x, _ = to_batch([rgb])
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with autocast(bf16):
             logits = model(x)
         prediction = logits.float()[0, 0].numpy() > 0
         if truth.any():
@@ -247,7 +254,7 @@ def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
         target = torch.from_numpy(np.stack([p[1] for p in pairs])).float().unsqueeze(1)
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(step, config)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with autocast(config.bf16):
             logits = model(x)
         focal = focal_loss(logits, target, weights, config.focal_gamma)
         crf = dense_crf_loss(torch.sigmoid(logits.float()), raw) if config.crf_weight > 0 else torch.zeros(())
@@ -266,7 +273,7 @@ def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
         progress.update(1)
         progress.set_postfix({k: f"{v:.4f}" for k, v in running.items()}, refresh=False)
         if step % config.eval_every == 0 or step == config.steps:
-            scores = validate(model, val_samples, config.long_side) if val_samples else {}
+            scores = validate(model, val_samples, config.long_side, config.bf16) if val_samples else {}
             log.info("step %d lr %.2e loss %.4f focal %.4f crf %.4f val %s (%.1f s/step)", step,
                      learning_rate(step, config), running["loss"], running["focal"], running["crf"],
                      json.dumps({k: round(v, 4) for k, v in scores.items()}),
@@ -360,6 +367,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     parser.add_argument("--colour-jitter", type=float, default=defaults.colour_jitter,
                         help="colour cast and saturation jitter (0 = off)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="bf16 autocast (off by default: float32 measured 1.6x faster per step on this CPU)")
     parser.add_argument("--init-from", default="", metavar="PT",
                         help="start a new run from the weights of this training checkpoint")
     parser.add_argument("--export", metavar="PT", help="instead of training, write the fp16 weights of "
