@@ -47,7 +47,7 @@ def is_jetson() -> bool:
 def run_checks(config_path: Path | None = None, engines_folder: Path | None = None) -> list[Check]:
     """Every check, in order; ``config_path`` (edge or offshore YAML) adds mounts and broker."""
     checks = [check_python(), *check_torch_and_gpu(), *check_accelerators(), check_constriction(),
-              check_packages(), *check_weights()]
+              check_packages(), check_turbojpeg(), *check_weights()]
     config, runtime = None, None
     if config_path is not None:
         config, check = load_any_config(Path(config_path))
@@ -142,11 +142,19 @@ def check_constriction() -> Check:
 
 def check_packages() -> Check:
     needed = {"cv2": "opencv-python-headless", "sklearn": "scikit-learn", "imagecodecs": "imagecodecs",
-              "paho.mqtt": "paho-mqtt", "pydantic": "pydantic", "yaml": "pyyaml", "jpeglib": "jpeglib"}
+              "paho.mqtt": "paho-mqtt", "pydantic": "pydantic", "yaml": "pyyaml"}
     missing = [package for module, package in needed.items() if _version(module) is None]
     if missing:
         return Check("packages", FAIL, f"missing: {', '.join(missing)} (pip install them; aarch64 wheels exist)")
     return Check("packages", OK, ", ".join(sorted(needed.values())) + " importable")
+
+
+def check_turbojpeg() -> Check:
+    from edge.codec import turbojpeg
+    if not turbojpeg.available():
+        return Check("libjpeg-turbo", WARN, "TurboJPEG library not found: --blade auto codes JPEG blades "
+                     f"losslessly instead of keeping the camera's blocks (jpeg-exact); {turbojpeg.INSTALL_HINT}")
+    return Check("libjpeg-turbo", OK, "TurboJPEG library loaded (jpeg-exact blade coder)")
 
 
 def check_weights() -> list[Check]:

@@ -4,11 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages: the broker, and the tools the tests use (systemd-analyze, openssl for TLS).
+# System packages: the broker, libjpeg-turbo, and the tools the tests use (systemd-analyze, openssl for TLS).
 missing=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# libjpeg-turbo's TurboJPEG library: jpeg-exact edits the camera's DCT blocks through it.
+ldconfig -p 2>/dev/null | grep -q "libturbojpeg\.so" || missing+=(libturbojpeg0)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing ${missing[*]} (Debian packages)"

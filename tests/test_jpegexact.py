@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge.codec import jpegexact
+from edge.codec import jpegexact, turbojpeg
 from edge.codec.container import BundleRegion, decode_bundle, encode_bundle
 from edge.codec.imageio import decode_image_bytes
 from edge.codec.metadata import source_metadata_from_bytes
@@ -66,8 +66,7 @@ def test_blade_cells_decode_identical_to_the_source(coders, subsampling, size):
     assert result.report["regions"]["blade"]["coder"] == "jpeg-exact"
 
 
-def test_kept_blocks_are_the_cameras_own_and_the_jpeg_keeps_its_exif(coders, tmp_path):
-    jpeglib = pytest.importorskip("jpeglib")
+def test_kept_blocks_are_the_cameras_own_and_the_jpeg_keeps_its_exif(coders):
     image, mask = render_frame((180, 133), seed=9)
     exif = Image.Exif()
     exif[0x010F] = "DroneMaker"     # Make
@@ -79,18 +78,46 @@ def test_kept_blocks_are_the_cameras_own_and_the_jpeg_keeps_its_exif(coders, tmp
         assert reopened.getexif()[0x010F] == "DroneMaker"
     np.testing.assert_array_equal(decode_image_bytes(written)[decoded.mask], source[decoded.mask])
 
-    (tmp_path / "source.jpg").write_bytes(data)
-    (tmp_path / "written.jpg").write_bytes(written)
-    original = jpeglib.read_dct(str(tmp_path / "source.jpg"))
-    kept = jpeglib.read_dct(str(tmp_path / "written.jpg"))
-    np.testing.assert_array_equal(kept.qt, original.qt)
+    assert jpegexact.inspect_jpeg(written).quant_tables == jpegexact.inspect_jpeg(data).quant_tables
+    original_y, original_cb, original_cr = turbojpeg.read_blocks(data)
+    kept_y, kept_cb, kept_cr = turbojpeg.read_blocks(written)
     cells = bundle.blade_cells()
-    luma = cells.repeat(2, axis=0).repeat(2, axis=1)[: original.Y.shape[0], : original.Y.shape[1]]
-    np.testing.assert_array_equal(kept.Y[luma], original.Y[luma])
-    assert not kept.Y[~luma].any()                       # everything else blanked
-    chroma = jpegexact._dilate(cells)[: original.Cb.shape[0], : original.Cb.shape[1]]
-    np.testing.assert_array_equal(kept.Cb[chroma], original.Cb[chroma])
-    np.testing.assert_array_equal(kept.Cr[chroma], original.Cr[chroma])
+    luma = cells.repeat(2, axis=0).repeat(2, axis=1)[: original_y.shape[0], : original_y.shape[1]]
+    np.testing.assert_array_equal(kept_y[luma], original_y[luma])
+    assert not kept_y[~luma].any()                       # everything else blanked
+    chroma = jpegexact._dilate(cells)[: original_cb.shape[0], : original_cb.shape[1]]
+    np.testing.assert_array_equal(kept_cb[chroma], original_cb[chroma])
+    np.testing.assert_array_equal(kept_cr[chroma], original_cr[chroma])
+
+
+@pytest.mark.parametrize("subsampling", list(SUBSAMPLING))
+@pytest.mark.parametrize("progressive", [False, True])
+def test_blocks_and_tables_read_as_an_independent_libjpeg_wrapper_reads_them(tmp_path, subsampling, progressive):
+    jpeglib = pytest.importorskip("jpeglib")     # a second reader of DCT coefficients (x86-64 wheels only)
+    image, _ = render_frame((77, 101), seed=4)
+    data = jpeg_of(image, subsampling, progressive=progressive)
+    (tmp_path / "photo.jpg").write_bytes(data)
+    reference = jpeglib.read_dct(str(tmp_path / "photo.jpg"))
+    reference.load()
+    ours = turbojpeg.read_blocks(data)
+    for blocks, expected in zip(ours, (reference.Y, reference.Cb, reference.Cr)):
+        np.testing.assert_array_equal(blocks, expected)
+    info = jpegexact.inspect_jpeg(data)
+    assert [blocks.shape[:2] for blocks in ours] == jpegexact.component_block_shapes(info)
+    for index, table in enumerate(info.quant_tables):
+        np.testing.assert_array_equal(np.reshape(table, (8, 8)), reference.qt[reference.quant_tbl_no[index]])
+
+
+def test_an_error_inside_a_block_edit_reaches_the_caller():
+    data = jpeg_of(render_frame((40, 40), seed=1)[0])
+
+    def broken(component, row, blocks):
+        raise ValueError("edit failed on purpose")
+
+    with pytest.raises(ValueError, match="on purpose"):
+        turbojpeg.edit_blocks(data, broken)
+    with pytest.raises(CodingError, match="libjpeg-turbo"):
+        turbojpeg.edit_blocks(data[:200], lambda *_: None)
 
 
 @pytest.mark.parametrize("subsampling", ["4:2:2", "4:2:0"])

@@ -241,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--proxy-quality", type=int, default=30,
                         help="AVIF quality of the background stand-in when the lossy weights are not shipped")
     parser.add_argument("--jxl-effort", type=int, default=7, help="JPEG XL lossless effort")
+    parser.add_argument("--no-bitswap", action="store_true",
+                        help="skip the Bit-swap blade column (the slowest part; it does not depend on the lossy weights)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--json", type=Path, help="write all numbers here (rewritten after every photo)")
     parser.add_argument("--resume", action="store_true",
@@ -254,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="edge-bench-jpegexact-") as folder:
         coders, shipped, bitswap = load_coders(Path(folder))
+        bitswap = bitswap and not args.no_bitswap
         run_settings = {"blade": jpegexact.CODER, "bg_quality": args.bg_quality,
                         "masks": str(args.masks) if args.masks else "drawn (edge.bench.jpegexact.draw_blade_mask)",
                         "lossy_model": coders.lossy.model_name, "lossy_weights": coders.lossy.weights_sha256,

@@ -6,13 +6,13 @@ blade exactly as the camera recorded it.
 
 How a photo is coded (``compress_roi``)::
 
-    source JPEG --jpeglib--> quantized DCT blocks per component
+    source JPEG --libjpeg-turbo (edge.codec.turbojpeg)--> quantized DCT blocks per component
       cells      = 16x16-pixel cells holding any blade pixel (the bundle's mask grid)
       keep luma  = blocks inside a blade cell
       keep chroma= blocks inside a blade cell or one cell around it (subsampled chroma only:
                    fancy upsampling reads one chroma sample across the block edge)
       every other block's coefficients are set to 0
-    --jpeglib--> a sequential JPEG with the source's quantization tables, no metadata
+    --libjpeg-turbo--> a sequential JPEG with the source's quantization tables, no metadata
     --JPEG XL lossless JPEG transcoding--> the blade region's one stream (or the JPEG itself
       with optimized Huffman tables, whichever is smaller)
     background = the lossy coder's patches (256 grid) that hold any pixel outside blade cells
@@ -40,15 +40,14 @@ RGB-coded (Adobe transform 0) JPEGs are refused with :class:`NotKeptExactly` (an
 """
 from __future__ import annotations
 
+import math
 import struct
-import tempfile
-import threading
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
+from edge.codec import turbojpeg
 from edge.codec.container import Bundle, BundleRegion, pixels_sha256
 from edge.codec.contract import CodedRegion
 from edge.codec.imageio import decode_image_bytes
@@ -58,7 +57,6 @@ from edge.errors import BundleError, CodingError, InputError
 CODER = "jpeg-exact"
 CELL = 16                       # pixels per side of a blade cell (the bundle's mask grid)
 CONTAINERS = ("jxl", "jpeg")    # how the kept-block JPEG is stored
-_JPEGLIB_LOCK = threading.Lock()   # jpeglib keeps marker state in C globals
 
 # Start-of-frame markers: (kind, entropy coding).
 _SOF = {0xC0: ("baseline", "huffman"), 0xC1: ("extended sequential", "huffman"),
@@ -87,6 +85,8 @@ class JpegInfo:
     sampling: tuple[tuple[int, int], ...]   # (h, v) per component
     restart_interval: int       # 0: no restart markers
     adobe_transform: int | None  # APP14 Adobe colour transform, None if absent
+    # Per component, its quantization table (64 steps in natural order); () if a table is missing.
+    quant_tables: tuple[tuple[int, ...], ...] = ()
 
     @property
     def sampling_text(self) -> str:
@@ -102,6 +102,8 @@ def inspect_jpeg(data: bytes, where: str = "") -> JpegInfo:
     if not is_jpeg(data):
         raise NotKeptExactly("not a JPEG file", where)
     pos, frame, restart, adobe = 2, None, 0, None
+    tables: dict[int, tuple[int, ...]] = {}
+    table_ids: tuple[int, ...] = ()
     while True:
         while pos < len(data) and data[pos] != 0xFF:   # tolerate stray bytes as libjpeg does
             pos += 1
@@ -125,6 +127,9 @@ def inspect_jpeg(data: bytes, where: str = "") -> JpegInfo:
             precision, height, width, count = struct.unpack(">BHHB", body[:6])
             sampling = tuple((body[7 + 3 * i] >> 4, body[7 + 3 * i] & 15) for i in range(count))
             frame = (*_SOF[marker], precision, width, height, sampling)
+            table_ids = tuple(body[8 + 3 * i] for i in range(count))
+        elif marker == 0xDB:
+            tables.update(_quant_tables(body))
         elif marker == 0xDD and len(body) >= 2:
             (restart,) = struct.unpack(">H", body[:2])
         elif marker == 0xEE and body[:5] == b"Adobe" and len(body) >= 12:
@@ -135,7 +140,41 @@ def inspect_jpeg(data: bytes, where: str = "") -> JpegInfo:
     if frame is None:
         raise NotKeptExactly("JPEG has image data but no frame header", where)
     kind, coding, precision, width, height, sampling = frame
-    return JpegInfo(kind, coding, precision, width, height, sampling, restart, adobe)
+    quant = tuple(tables[i] for i in table_ids) if all(i in tables for i in table_ids) else ()
+    return JpegInfo(kind, coding, precision, width, height, sampling, restart, adobe, quant)
+
+
+# Position in natural (row-major) order of each zigzag index.
+_ZIGZAG = sorted(range(64), key=lambda i: (i // 8 + i % 8, (i % 8) if (i // 8 + i % 8) % 2 == 0 else (i // 8)))
+
+
+def _quant_tables(body: bytes) -> dict[int, tuple[int, ...]]:
+    """The tables of one DQT segment, id -> 64 steps in natural order."""
+    tables, pos = {}, 0
+    while pos < len(body):
+        wide, table_id = body[pos] >> 4, body[pos] & 15
+        size = 128 if wide else 64
+        raw = body[pos + 1:pos + 1 + size]
+        if len(raw) != size:
+            break
+        zigzag = struct.unpack(">64H", raw) if wide else tuple(raw)
+        natural = [0] * 64
+        for index, value in enumerate(zigzag):
+            natural[_ZIGZAG[index]] = value
+        tables[table_id] = tuple(natural)
+        pos += 1 + size
+    return tables
+
+
+def component_block_shapes(info: JpegInfo) -> list[tuple[int, int]]:
+    """(block rows, block cols) of each component, as the decoder sees them (no MCU padding)."""
+    h_max = max(h for h, _ in info.sampling)
+    v_max = max(v for _, v in info.sampling)
+    shapes = []
+    for h, v in info.sampling:
+        height, width = math.ceil(info.height * v / v_max), math.ceil(info.width * h / h_max)
+        shapes.append((math.ceil(height / 8), math.ceil(width / 8)))
+    return shapes
 
 
 def refusal(info: JpegInfo) -> str:
@@ -190,8 +229,8 @@ def choose_blade_coder(requested: str, source_bytes: bytes | None, where: str = 
         return BladeChoice("lossless", "auto", "lossless (non-JPEG) source")
     info = inspect_jpeg(source_bytes, where)
     why = refusal(info)
-    if not why and requested == "auto" and not jpeglib_available():
-        why = "JPEG source, but the jpeglib package is not installed"
+    if not why and requested == "auto" and not turbojpeg.available():
+        why = "JPEG source, but libjpeg-turbo's TurboJPEG library is not installed"
     if why:
         if requested == CODER:
             raise NotKeptExactly(f"jpeg-exact cannot keep a {why} (use --blade lossless or auto)", where)
@@ -200,22 +239,6 @@ def choose_blade_coder(requested: str, source_bytes: bytes | None, where: str = 
 
 
 # ---------------------------------------------------------------------------- the coder
-
-def jpeglib_available() -> bool:
-    try:
-        import jpeglib  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _jpeglib():
-    try:
-        import jpeglib
-    except ImportError:
-        raise CodingError("jpeg-exact needs the jpeglib package (pip install 'jpeglib>=1.0')") from None
-    return jpeglib
-
 
 def _imagecodecs():
     try:
@@ -273,27 +296,15 @@ class JpegExactCoder:
             raise NotKeptExactly(f"jpeg-exact cannot keep a {why}", where)
         if cells.shape != (cell_grid(info.height, info.width).rows, cell_grid(info.height, info.width).cols):
             raise NotKeptExactly(f"cell map {cells.shape} does not fit the {info.width}x{info.height} JPEG", where)
-        jpeglib = _jpeglib()
-        with _JPEGLIB_LOCK, tempfile.TemporaryDirectory(prefix="edge-jpeg-exact-") as folder:
-            src, dst = Path(folder) / "source.jpg", Path(folder) / "kept.jpg"
-            src.write_bytes(source)
-            try:
-                jpeg = jpeglib.read_dct(str(src))
-                jpeg.load()
-            except (OSError, RuntimeError, ValueError) as error:
-                raise NotKeptExactly(f"cannot read the JPEG's DCT coefficients: {error}", where) from None
-            components = [c for c in (jpeg.Y, jpeg.Cb, jpeg.Cr) if c is not None]
-            if len(components) != len(info.sampling):
-                raise NotKeptExactly(f"read {len(components)} components, the frame has {len(info.sampling)}", where)
-            maps = kept_block_maps(info, cells, [c.shape[:2] for c in components])
-            for component, keep in zip(components, maps):
-                component[~keep] = 0
-            jpeg.markers = []
-            try:
-                jpeg.write_dct(str(dst), flags=["+OPTIMIZE_CODING"])
-                return dst.read_bytes()
-            except (OSError, RuntimeError, ValueError) as error:
-                raise CodingError(f"{where}: cannot write the kept-block JPEG: {error}") from None
+        maps = kept_block_maps(info, cells, component_block_shapes(info))
+
+        def blank(component: int, row: int, blocks: np.ndarray) -> None:
+            blocks[~maps[component][row]] = 0
+
+        try:
+            return turbojpeg.edit_blocks(source, blank)
+        except CodingError as error:
+            raise NotKeptExactly(f"cannot keep the JPEG's DCT blocks: {error}", where) from None
 
     def compress(self, source: bytes, cells: np.ndarray, where: str = "") -> tuple[CodedRegion, bytes]:
         """The blade region (one stream) and the kept-block JPEG it decodes to."""
@@ -484,28 +495,24 @@ _DCT = np.array([[np.sqrt((1 if u == 0 else 2) / 8) * np.cos((2 * x + 1) * u * n
 def _fill_blank_blocks(kept: bytes, cells: np.ndarray, picture: np.ndarray) -> bytes:
     """Put ``picture``'s quantized DCT into the blocks the kept-block JPEG left blank."""
     info = inspect_jpeg(kept)
-    jpeglib = _jpeglib()
     h_max = max(h for h, _ in info.sampling)
     v_max = max(v for _, v in info.sampling)
     ycc = picture.astype(np.float64) @ _YCBCR.T + np.array([0.0, 128.0, 128.0])
     planes = [ycc[..., 0]] if len(info.sampling) == 1 else [ycc[..., c] for c in range(3)]
-    with _JPEGLIB_LOCK, tempfile.TemporaryDirectory(prefix="edge-jpeg-exact-") as folder:
-        path = Path(folder) / "kept.jpg"
-        path.write_bytes(kept)
-        jpeg = jpeglib.read_dct(str(path))
-        jpeg.load()
-        components = [c for c in (jpeg.Y, jpeg.Cb, jpeg.Cr) if c is not None]
-        maps = kept_block_maps(info, cells, [c.shape[:2] for c in components])
-        for index, (component, keep, plane, (h, v)) in enumerate(zip(components, maps, planes, info.sampling)):
-            table = np.asarray(jpeg.qt[jpeg.quant_tbl_no[index]], dtype=np.float64)
-            blocks = _blocks(plane, v_max // v, h_max // h, component.shape[:2])
-            coefficients = np.einsum("ux,rcxy,vy->rcuv", _DCT, blocks - 128.0, _DCT)
-            quantized = np.clip(np.round(coefficients / table), -1023, 1023).astype(component.dtype)
-            component[~keep] = quantized[~keep]
-        out = Path(folder) / "filled.jpg"
-        jpeg.markers = []
-        jpeg.write_dct(str(out), flags=["+OPTIMIZE_CODING"])
-        return out.read_bytes()
+    shapes = component_block_shapes(info)
+    maps = kept_block_maps(info, cells, shapes)
+    filled = []
+    for plane, (h, v), shape, table in zip(planes, info.sampling, shapes, info.quant_tables):
+        blocks = _blocks(plane, v_max // v, h_max // h, shape)
+        coefficients = np.einsum("ux,rcxy,vy->rcuv", _DCT, blocks - 128.0, _DCT)
+        step = np.asarray(table, dtype=np.float64).reshape(8, 8)
+        filled.append(np.clip(np.round(coefficients / step), -1023, 1023).astype(np.int16))
+
+    def fill(component: int, row: int, blocks: np.ndarray) -> None:
+        blank = ~maps[component][row]
+        blocks[blank] = filled[component][row][blank]
+
+    return turbojpeg.edit_blocks(kept, fill)
 
 
 def _blocks(plane: np.ndarray, step_y: int, step_x: int, shape: tuple[int, int]) -> np.ndarray:
