@@ -8,9 +8,9 @@ import numpy as np
 import torch
 
 from edge.codec.implicit.model import ImplicitConfig, ImplicitROI
-from edge.codec.implicit.weights import export_checkpoint, load_coder
+from edge.codec.implicit.weights import load_coder
 from edge.synth import render_frame
-from edge.train.implicit import RandomFeatures, loss_terms, to_tensors, train_implicit
+from edge.train.implicit import RandomFeatures, export_checkpoint, loss_terms, to_tensors, train_implicit
 
 TINY = ImplicitConfig(n=8, m=16, nz=8)
 

@@ -36,6 +36,7 @@ from edge.codec.implicit.model import LAMBDAS, ImplicitConfig, ImplicitROI, gaus
 from edge.codec.lossy.model import LIKELIHOOD_MIN
 from edge.errors import EdgeError, InputError
 from edge.segment.dataset import is_held_out, list_frames, read_mask, read_rgb
+from edge.train.common import add_run_arguments, checkpoint_to_export
 
 log = logging.getLogger(__name__)
 
@@ -50,33 +51,17 @@ class TrainingError(EdgeError):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", type=Path, help="folder with images/ and masks/ (wta-train layout)")
-    parser.add_argument("--run-dir", type=Path, default=Path("runs/implicit"), help="checkpoints and logs")
+    add_run_arguments(parser, run_dir="runs/implicit", crop=128, lr=1e-4)
     parser.add_argument("--explicit", action="store_true", help="train the explicit baseline (hard latent gate)")
     parser.add_argument("--synthetic", type=int, default=40, help="synthetic frames to add to the training set")
     parser.add_argument("--scale", type=float, default=0.5, help="resize training images by this factor")
-    parser.add_argument("--steps", type=int, default=1_000_000, help="stop after this many steps in total")
-    parser.add_argument("--minutes", type=float, default=0, help="stop after this many minutes (0: no limit)")
-    parser.add_argument("--crop", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--threads", type=int, default=1)
-    # float32 by default: bf16 autocast measured 1.6x slower per step on a 2-core AVX512-BF16 Xeon
-    # (no AMX); it may pay off on other hardware.
-    parser.add_argument("--bf16", action="store_true", help="train under bf16 autocast")
     parser.add_argument("--n", type=int, default=ImplicitConfig.n, help="filters of the transforms")
     parser.add_argument("--m", type=int, default=ImplicitConfig.m, help="channels of the latent")
     parser.add_argument("--bg-weight", type=float, default=0.1, help="weight of background distortion")
-    parser.add_argument("--val-every", type=int, default=200, help="validate every this many steps")
-    parser.add_argument("--save-minutes", type=float, default=5.0, help="checkpoint at least this often")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--export", type=Path, metavar="WEIGHTS",
-                        help="do not train: write the best (else last) checkpoint of --run-dir as shipped "
-                             "weights (fp16 + entropy tables) to this file")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.export:
-        from edge.codec.implicit.weights import export_checkpoint
         digest = export_checkpoint(args.run_dir, args.export)
         print(f"{args.export}: sha256 {digest}")
         return 0
@@ -379,3 +364,16 @@ def save_checkpoint(path: Path, model, optimizer, state: dict, config: ImplicitC
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
                 "config": config.__dict__}, tmp)
     tmp.replace(path)
+
+
+def export_checkpoint(run_dir: Path, weights: Path) -> str:
+    """Shipped weights from a training run's best checkpoint (or its last); returns their SHA-256."""
+    from edge.codec.implicit.weights import export_weights
+
+    path, checkpoint = checkpoint_to_export(run_dir)
+    model = ImplicitROI(ImplicitConfig(**checkpoint["config"]))
+    model.load_state_dict(checkpoint["model"])
+    state = checkpoint["state"]
+    info = {"checkpoint": path.name, "step": state["step"], "train_seconds": round(state.get("seconds", 0)),
+            "validation": checkpoint.get("metrics")}
+    return export_weights(model, weights, info)

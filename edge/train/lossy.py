@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from edge.codec.lossy.model import LAMBDAS, LIKELIHOOD_MIN, HyperpriorEASN, LossyConfig, gaussian_likelihood
 from edge.errors import EdgeError, InputError
+from edge.train.common import add_run_arguments, checkpoint_to_export
 from edge.train.data import list_images, random_crop, read_rgb, split_paths
 
 log = logging.getLogger(__name__)
@@ -32,24 +33,9 @@ class TrainingError(EdgeError):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", nargs="+", type=Path, help="folders of training images")
-    parser.add_argument("--run-dir", type=Path, default=Path("runs/lossy"), help="checkpoints and logs")
-    parser.add_argument("--steps", type=int, default=1_000_000, help="stop after this many steps in total")
-    parser.add_argument("--minutes", type=float, default=0, help="stop after this many minutes (0: no limit)")
-    parser.add_argument("--crop", type=int, default=192)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--threads", type=int, default=1)
-    # float32 by default: bf16 autocast measured 1.6x slower per step on a 2-core AVX512-BF16 Xeon
-    # (no AMX); it may pay off on other hardware.
-    parser.add_argument("--bf16", action="store_true", help="train under bf16 autocast")
+    add_run_arguments(parser, run_dir="runs/lossy", crop=192, lr=2e-4)
     parser.add_argument("--n", type=int, default=LossyConfig.n, help="filters of the transforms")
     parser.add_argument("--m", type=int, default=LossyConfig.m, help="channels of the first latent")
-    parser.add_argument("--val-every", type=int, default=200, help="validate every this many steps")
-    parser.add_argument("--save-minutes", type=float, default=5.0, help="checkpoint at least this often")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--export", type=Path, metavar="WEIGHTS",
-                        help="do not train: write the best (else last) checkpoint of --run-dir as shipped "
-                             "weights (fp16 + entropy tables) to this file")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -254,10 +240,7 @@ def export_checkpoint(run_dir: Path, weights: Path) -> str:
     """Shipped weights from the run's best checkpoint (or its last one); returns their SHA-256."""
     from edge.codec.lossy.weights import export_weights
 
-    path = run_dir / "best.pt" if (run_dir / "best.pt").exists() else run_dir / "last.pt"
-    if not path.exists():
-        raise InputError("no checkpoint to export (best.pt or last.pt)", str(run_dir))
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    path, checkpoint = checkpoint_to_export(run_dir)
     model = HyperpriorEASN(LossyConfig(**checkpoint["config"]))
     model.load_state_dict(checkpoint["model"])
     info = {"checkpoint": path.name, "step": checkpoint["state"]["step"], "validation": checkpoint.get("metrics")}

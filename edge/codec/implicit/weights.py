@@ -7,13 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from edge.codec.implicit.coder import PATCH_SIZE, ImplicitCoder
 from edge.codec.implicit.model import ImplicitConfig, ImplicitROI
 from edge.codec.lossy.tables import EntropyTables
 from edge.codec.lossy.weights import read_weights, write_weights
-from edge.errors import InputError
 
 FORMAT = "edge-implicit-weights-v1"
 
@@ -35,17 +32,3 @@ def load_coder(path: Path, model_name: str = "implicit-roi") -> ImplicitCoder:
     model = model_from_state(payload["config"], payload["state_dict"])
     tables = EntropyTables.from_state(payload["tables"])
     return ImplicitCoder(model, tables, model_name, sha256, PATCH_SIZE)
-
-
-def export_checkpoint(run_dir: Path, weights: Path) -> str:
-    """Shipped weights from a training run's best checkpoint (or its last); returns their SHA-256."""
-    path = run_dir / "best.pt" if (run_dir / "best.pt").exists() else run_dir / "last.pt"
-    if not path.exists():
-        raise InputError("no checkpoint to export (best.pt or last.pt)", str(run_dir))
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    model = ImplicitROI(ImplicitConfig(**checkpoint["config"]))
-    model.load_state_dict(checkpoint["model"])
-    state = checkpoint["state"]
-    info = {"checkpoint": path.name, "step": state["step"], "train_seconds": round(state.get("seconds", 0)),
-            "validation": checkpoint.get("metrics")}
-    return export_weights(model, weights, info)
