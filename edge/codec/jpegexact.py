@@ -13,8 +13,8 @@ How a photo is coded (``compress_roi``)::
                    fancy upsampling reads one chroma sample across the block edge)
       every other block's coefficients are set to 0
     --libjpeg-turbo--> a sequential JPEG with the source's quantization tables, no metadata
-    --JPEG XL lossless JPEG transcoding--> the blade region's one stream (or the JPEG itself
-      with optimized Huffman tables, whichever is smaller)
+    --JPEG XL lossless JPEG transcoding--> the blade region's one stream (or the JPEG itself,
+      whichever is smaller)
     background = the lossy coder's patches (256 grid) that hold any pixel outside blade cells
 
 The cell size is 16 pixels for every supported sampling (factors 1 or 2): a block covers 8 or 16
