@@ -61,11 +61,22 @@ class ModelSegmenter:
 
     def __call__(self, paths: list[Path]) -> list[np.ndarray | None]:
         from edge.segment.dataset import read_rgb
-        from edge.segment.pipeline import load_segmenter, segment_surface
+        from edge.segment.pipeline import SegmentSettings, load_segmenter, segment_surface, work_size
         if self._model is None:
             self._model = load_segmenter(self.weights, runtime=self.runtime)
-        images = [read_rgb(path) for path in paths]
-        return list(segment_surface(images, self._model).masks)
+        settings = SegmentSettings()
+        # Keep only a work-size copy of each photo: every step after the U-Net's own downscale
+        # runs at that size anyway, and a surface of 40 photos of 20 MP would hold 2.4 GB.
+        images, sizes = [], []
+        for path in paths:
+            rgb = read_rgb(path)
+            sizes.append(rgb.shape[:2])
+            height, width = work_size(*rgb.shape[:2], settings.work_long_side)
+            images.append(cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA))
+            del rgb
+        masks = segment_surface(images, self._model, settings).masks
+        return [cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) >= 0.5
+                for mask, (height, width) in zip(masks, sizes)]
 
 
 def make_segmenter(config: SegmentationConfig, runtime=None) -> Segmenter:
