@@ -10,7 +10,8 @@ coder at its lowest quality, ``--bg-quality``), decodes it, and reports:
 * the bundle's parts: blade region (the kept-block JPEG in JPEG XL), background, mask code;
 * whether every blade-cell pixel decodes identical to Pillow's decode of the source;
 * JPEG XL lossless ROI: the same blade cells coded losslessly by JPEG XL (other pixels zero);
-* Bit-swap on the same blade cells, when the shipped Bit-swap weights exist.
+* Bit-swap on the same blade cells, when the shipped Bit-swap weights exist (the slowest part:
+  ``--no-bitswap`` leaves it out, ``--add-bitswap`` fills it in later).
 
 The background rate depends on the lossy weights. Without the shipped ones
 (edge/weights/hp_easn.pt) a tiny random lossy coder stands in and its rate means nothing: the
@@ -215,6 +216,31 @@ def _bitswap_blade_bytes(image: np.ndarray, cell_mask: np.ndarray, coders: Coder
     return coded.bits // 8
 
 
+def add_bitswap_column(path: Path, photos: list[Path], masks: Path | None) -> None:
+    """Fill in ``bitswap_blade_bytes`` of the rows that lack it; the file is rewritten per photo."""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot read the earlier run: {error}", str(path)) from None
+    by_name = {photo.name: photo for photo in photos}
+    coders = Coders()
+    for row in saved["images"]:
+        if row.get("bitswap_blade_bytes") is not None:
+            continue
+        if row["image"] not in by_name:
+            raise InputError(f"photo {row['image']} of the earlier run is not among the inputs", str(path))
+        image, _ = read_image(by_name[row["image"]])
+        mask = load_mask(by_name[row["image"]], image, masks)
+        grid = jpegexact.cell_grid(*image.shape[:2])
+        cell_mask = cells_to_mask(blade_cells(mask, grid), grid)
+        row["bitswap_blade_bytes"] = _bitswap_blade_bytes(image, cell_mask, coders)
+        saved["settings"]["bitswap_weights"] = all(r.get("bitswap_blade_bytes") is not None
+                                                   for r in saved["images"])
+        path.write_text(json.dumps(saved, indent=1))
+        print(f"{row['image']}: Bit-swap blade {8 * row['bitswap_blade_bytes'] / (row['width'] * row['height']):.3f} "
+              f"bpp", flush=True)
+
+
 def summarize(rows: list[dict], shipped: bool) -> dict:
     ratio_key = "ratio" if shipped else "ratio_with_proxy"
     under = [r for r in rows if r["blade_fraction"] < FLOOR_BLADE_FRACTION]
@@ -243,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jxl-effort", type=int, default=7, help="JPEG XL lossless effort")
     parser.add_argument("--no-bitswap", action="store_true",
                         help="skip the Bit-swap blade column (the slowest part; it does not depend on the lossy weights)")
+    parser.add_argument("--add-bitswap", action="store_true",
+                        help="only fill in the Bit-swap column of the photos --json holds without it "
+                             "(a run made with --no-bitswap); the rest of each row is kept")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--json", type=Path, help="write all numbers here (rewritten after every photo)")
     parser.add_argument("--resume", action="store_true",
@@ -252,6 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.add_bitswap:
+        if args.json is None or not args.json.exists():
+            parser.error("--add-bitswap needs the --json file of an earlier run")
+        add_bitswap_column(args.json, list_inputs(args.images), args.masks)
+        return 0
     settings = CodingSettings(mode="roi", blade=jpegexact.CODER, bg_quality=args.bg_quality)
     rows = []
     with tempfile.TemporaryDirectory(prefix="edge-bench-jpegexact-") as folder:
