@@ -133,6 +133,11 @@ def test_train_seg_init_from_starts_a_new_run_from_given_weights(tiny_data, tmp_
     # The second run's validation curve continues the first one's: step 2, then 2 + 1.
     from edge.train.seg import training_curve
     assert [point["step"] for point in training_curve(second)] == [2, 3]
+    # A run started from that one continues after both: step 2 + 1 + 1.
+    third = tmp_path / "third"
+    assert main(["train", "seg", "--data", str(tiny_data), "--ckpt-dir", str(third), "--steps", "1",
+                 "--init-from", str(second / "last.pt"), *TINY_TRAIN]) == 0
+    assert [point["step"] for point in training_curve(third)] == [2, 3, 4]
     curve = tmp_path / "curve.png"
     assert main(["train", "seg", "--ckpt-dir", str(second), "--plot-curve", str(curve)]) == 0
     assert curve.stat().st_size > 0

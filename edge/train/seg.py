@@ -302,6 +302,19 @@ _VAL_LINE = re.compile(r"step (\d+) lr \S+ loss ([\d.]+) .*? val (\{.*?\})")
 _INIT_LINE = re.compile(r"started from the weights of (\S+)")
 
 
+def run_offset(ckpt_dir: Path) -> int:
+    """Steps trained before a run's own step 0: those of the chain of runs it started from."""
+    log_path = Path(ckpt_dir) / "train.log"
+    if not log_path.exists():
+        return 0
+    for line in log_path.read_text().splitlines():
+        init = _INIT_LINE.search(line)
+        if init:
+            parent = Path(init.group(1))
+            return run_offset(parent.parent) + int(torch.load(parent, map_location="cpu", weights_only=False)["step"])
+    return 0
+
+
 def training_curve(ckpt_dir: Path) -> list[dict]:
     """Validation points of a run from its ``train.log``: step, loss, f1_all, f1_closeup.
 
@@ -317,7 +330,7 @@ def training_curve(ckpt_dir: Path) -> list[dict]:
         init = _INIT_LINE.search(line)
         if init and not points:
             parent = Path(init.group(1))
-            offset = int(torch.load(parent, map_location="cpu", weights_only=False)["step"])
+            offset = run_offset(parent.parent) + int(torch.load(parent, map_location="cpu", weights_only=False)["step"])
             points = [p for p in training_curve(parent.parent) if p["step"] <= offset]
         match = _VAL_LINE.search(line)
         if match:
