@@ -4,10 +4,12 @@ from __future__ import annotations
 import json
 
 import cv2
+import pytest
 import torch
 
 from edge.codec.lossy.model import HyperpriorEASN, LossyConfig
-from edge.codec.lossy.weights import load_coder
+from edge.codec.lossy.weights import export_weights, load_coder
+from edge.errors import InputError
 from edge.synth import render_frame
 from edge.train.lossy import export_checkpoint, save_checkpoint, train_lossy
 
@@ -74,3 +76,29 @@ def test_exported_weights_code_every_level(tmp_path):
     for level in range(2):
         coded = coder.compress(patch, level)
         assert coder.decompress(coded).shape == patch.shape
+
+
+def test_a_new_run_starts_from_shipped_weights_with_more_levels(tmp_path):
+    data, run = _images(tmp_path / "images"), tmp_path / "run"
+    torch.manual_seed(0)
+    shipped = HyperpriorEASN(LossyConfig(**TINY, levels=2))
+    export_weights(shipped, tmp_path / "shipped.pt", {"step": 40})
+
+    config = LossyConfig(**TINY, levels=3)
+    train_lossy(data_dirs=[data], run_dir=run, steps=41, minutes=0, crop=64, batch=2, lr=1e-6, threads=1,
+                bf16=False, config=config, val_every=100, save_minutes=60, seed=0,
+                init_from=tmp_path / "shipped.pt")
+    started = torch.load(run / "last.pt", weights_only=False)
+    assert started["state"]["step"] == 41                         # continues the weights' count
+    assert started["model"]["log_gain"].shape[0] == 3
+    reference = shipped.g_s.layers[6].weight.half().float()       # shipped weights are fp16
+    assert torch.allclose(started["model"]["g_s.layers.6.weight"], reference, atol=1e-3)
+
+
+def test_weights_of_another_shape_are_refused(tmp_path):
+    data, run = _images(tmp_path / "images"), tmp_path / "run"
+    export_weights(HyperpriorEASN(LossyConfig(n=8, m=24, levels=2)), tmp_path / "other.pt")
+    with pytest.raises(InputError, match="different shape"):
+        train_lossy(data_dirs=[data], run_dir=run, steps=1, minutes=0, crop=64, batch=2, lr=1e-3, threads=1,
+                    bf16=False, config=LossyConfig(**TINY), val_every=100, save_minutes=60, seed=0,
+                    init_from=tmp_path / "other.pt")

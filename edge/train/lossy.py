@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser, run_dir="runs/lossy", crop=192, lr=2e-4)
     parser.add_argument("--n", type=int, default=LossyConfig.n, help="filters of the transforms")
     parser.add_argument("--m", type=int, default=LossyConfig.m, help="channels of the first latent")
+    parser.add_argument("--init-from", type=Path, metavar="WEIGHTS",
+                        help="start a new run (no RUN_DIR/last.pt yet) from shipped weights, e.g. "
+                             "edge/weights/hp_easn.pt; levels they lack are added")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         data_dirs=args.data, run_dir=args.run_dir, steps=args.steps, minutes=args.minutes,
         crop=args.crop, batch=args.batch, lr=args.lr, threads=args.threads, bf16=args.bf16,
         config=LossyConfig(n=args.n, m=args.m), val_every=args.val_every,
-        save_minutes=args.save_minutes, seed=args.seed,
+        save_minutes=args.save_minutes, seed=args.seed, init_from=args.init_from,
     )
     return 0
 
@@ -115,7 +118,7 @@ def validate(model: HyperpriorEASN, crops: torch.Tensor) -> dict:
 
 def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int, batch: int, lr: float,
                 threads: int, bf16: bool, config: LossyConfig, val_every: int, save_minutes: float,
-                seed: int) -> Path:
+                seed: int, init_from: Path | None = None) -> Path:
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -136,6 +139,9 @@ def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int,
         if added:  # validation scores of a different set of levels do not compare
             state["best_score"] = float("inf")
         log.info("resumed from %s at step %d%s", last, state["step"], f" with {added} new levels" if added else "")
+    elif init_from is not None:
+        state["step"] = initialise_from_weights(model, init_from)
+        log.info("started from the weights %s (step %d of their run)", init_from, state["step"])
     for group in optimizer.param_groups:
         group["lr"] = state["lr"]
 
@@ -203,6 +209,22 @@ def load_checkpoint(path: Path, model: HyperpriorEASN, optimizer) -> tuple[dict,
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     return checkpoint["state"], added
+
+
+def initialise_from_weights(model: HyperpriorEASN, path: Path) -> int:
+    """Load shipped (fp16) weights into ``model``, adding levels they lack; their run's step."""
+    from edge.codec.lossy.weights import FORMAT, read_weights
+
+    payload, _ = read_weights(path, FORMAT, "lossy")
+    if {k: v for k, v in payload["config"].items() if k != "levels"} != \
+            {k: v for k, v in model.config.__dict__.items() if k != "levels"}:
+        raise InputError(f"weights of a different shape ({payload['config']}) than the model "
+                         f"({model.config.__dict__})", str(path))
+    checkpoint = {"model": {k: v.float() for k, v in payload["state_dict"].items()},
+                  "optimizer": {"state": {}}, "config": dict(payload["config"])}
+    add_levels(checkpoint, model.config.levels, [name for name, _ in model.named_parameters()])
+    model.load_state_dict(checkpoint["model"])
+    return int(payload.get("info", {}).get("step", 0) or 0)
 
 
 def add_levels(checkpoint: dict, levels: int, parameter_names: list[str]) -> int:
