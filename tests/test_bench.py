@@ -19,6 +19,7 @@ from edge.bench.report import render, summarize
 from edge.bench.runner import load_result
 from edge.bench.uplink import Flight, upload_seconds, uplink_table
 from edge.codec.bitswap.model import BitswapConfig, BitswapVAE
+from edge.codec.lossy.model import LossyConfig
 from edge.synth import render_frame
 from tests.tiny_models import tiny_lossy_coder
 
@@ -89,7 +90,7 @@ def test_runs_end_to_end_and_writes_json_and_plots(bench):
         assert classical_roi["layer_reached"] and classical_roi["quality"]["blade"]["psnr"] >= 40.0
         assert classical_roi["bytes"] == classical_roi["base_bytes"] + classical_roi["layer_bytes"] + \
             classical_roi["mask_bytes"]
-        assert len(row["rd"]["ours"]) == 6 and set(row["rd"]["bd_rate"]) == {"jpeg2000", "webp", "jpegxl", "avif"}
+        assert len(row["rd"]["ours"]) == LossyConfig().levels and set(row["rd"]["bd_rate"]) == {"jpeg2000", "webp", "jpegxl", "avif"}
         assert row["rd"]["webp"][0]["psnr"] is not None   # the WebP sweep is lossy
     sequential = result["images"][0]["modes"]["lossless-roi"]["sequential"]
     assert sequential["exact"] and sequential["sub_patches"] == 16
