@@ -268,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="AVIF quality of the background stand-in when the lossy weights are not shipped")
     parser.add_argument("--jxl-effort", type=int, default=7, help="JPEG XL lossless effort")
     parser.add_argument("--no-bitswap", action="store_true",
-                        help="skip the Bit-swap blade column (the slowest part; it does not depend on the lossy weights)")
+                        help="skip the Bit-swap blade column (the slowest part; it does not depend on the "
+                             "lossy weights)")
     parser.add_argument("--add-bitswap", action="store_true",
                         help="only fill in the Bit-swap column of the photos --json holds without it "
                              "(a run made with --no-bitswap); the rest of each row is kept")

@@ -186,7 +186,8 @@ def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int,
             metrics = validate(model, val_crops)
             # One score across levels: mean PSNR minus a rate penalty keeps the whole curve honest.
             score = sum(m["bpp"] * 10 - m["psnr"] for m in metrics.values()) / len(metrics)
-            record = {"step": state["step"], "time": time.time(), "loss": running.nanmean().item(), "lr": state["lr"], "val": metrics}
+            record = {"step": state["step"], "time": time.time(), "loss": running.nanmean().item(),
+                      "lr": state["lr"], "val": metrics}
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()
             log.info("step %d loss %.4f val %s", state["step"], running.nanmean().item(), metrics)
