@@ -10,7 +10,8 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # libjpeg-turbo's TurboJPEG library: jpeg-exact edits the camera's DCT blocks through it.
-ldconfig -p 2>/dev/null | grep -q "libturbojpeg\.so" || missing+=(libturbojpeg0)
+# (grep without -q reads all of ldconfig's output: under pipefail an early exit would fail ldconfig.)
+ldconfig -p 2>/dev/null | grep "libturbojpeg\.so" >/dev/null || missing+=(libturbojpeg0)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing ${missing[*]} (Debian packages)"
