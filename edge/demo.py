@@ -131,7 +131,7 @@ def _row(photo: Path, mask_path: Path, offshore: Path) -> dict:
     if blade is not None and blade.any():
         row["blade_exact"] = bool(np.array_equal(original[blade], decoded[blade]))
         row["blade_psnr"] = psnr(original, decoded, blade)
-        row["background_psnr"] = psnr(original, decoded, ~blade) if (~blade).any() else float("nan")
+        row["background_psnr"] = psnr(original, decoded, ~blade) if (~blade).any() else None  # all blade
     row["seconds"] = sidecar.get("report", {}).get("seconds", {})
     return row
 
@@ -142,7 +142,7 @@ def _table(rows: list[dict]) -> str:
         regions = ", ".join(f"{name} {coder} {bpp:.3f}" for name, (coder, bpp) in row["regions"].items())
         if "blade_exact" in row:
             blade = "exact" if row["blade_exact"] else f"{row['blade_psnr']:.1f} dB"
-            background = f"{row['background_psnr']:.1f} dB"
+            background = "none" if row["background_psnr"] is None else f"{row['background_psnr']:.1f} dB"
         else:
             blade, background = "none", ""
         lines.append(f"{row['photo']:<14}{row['source_bytes']:>10}{row['bundle_bytes']:>10}"
