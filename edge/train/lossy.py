@@ -96,9 +96,10 @@ def validate(model: HyperpriorEASN, crops: torch.Tensor) -> dict:
     """Estimated bpp and PSNR per level, with rounding instead of noise (the coding path)."""
     model.eval()
     result = {}
+    y = model.g_a(crops)        # the analysis does not depend on the level: once for all of them
     for level in range(model.config.levels):
         gain, inv_gain = model.gains(level)
-        y_hat = torch.round(model.g_a(crops) * gain)
+        y_hat = torch.round(y * gain)
         z_hat = torch.round(model.h_a(y_hat))
         scales = torch.exp(model.h_s(z_hat))
         # The coder sends far-out values as escapes; the same floor as in training stands in for them.
