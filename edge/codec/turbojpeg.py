@@ -50,13 +50,15 @@ _Transform._fields_ = [("r", _Region), ("op", ctypes.c_int), ("options", ctypes.
                        ("data", ctypes.c_void_p), ("customFilter", _FILTER)]
 
 _library = None
+_searched = False               # a missing library is looked for once, not on every photo
 _library_lock = threading.Lock()
 
 
 def _load():
-    global _library
+    global _library, _searched
     with _library_lock:
-        if _library is None:
+        if not _searched:
+            _searched = True
             for name in _LIBRARY_NAMES:
                 path = ctypes.util.find_library(name) if "." not in name else name
                 try:

@@ -61,7 +61,8 @@ class ModelSegmenter:
 
     def __call__(self, paths: list[Path]) -> list[np.ndarray | None]:
         from edge.segment.dataset import read_rgb
-        from edge.segment.pipeline import SegmentSettings, load_segmenter, segment_surface, work_size
+        from edge.segment.pipeline import (SegmentSettings, load_segmenter, segment_surface, to_photo_size,
+                                           work_size)
         if self._model is None:
             self._model = load_segmenter(self.weights, runtime=self.runtime)
         settings = SegmentSettings()
@@ -75,8 +76,7 @@ class ModelSegmenter:
             images.append(cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA))
             del rgb
         masks = segment_surface(images, self._model, settings).masks
-        return [cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) >= 0.5
-                for mask, (height, width) in zip(masks, sizes)]
+        return [to_photo_size(mask, size) for mask, size in zip(masks, sizes)]
 
 
 def make_segmenter(config: SegmentationConfig, runtime=None) -> Segmenter:

@@ -70,7 +70,7 @@ def _resize(array: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return cv2.resize(array, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
 
 
-def _to_photo_size(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+def to_photo_size(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """Upscale a bool mask smoothly (linear interpolation, then threshold at one half)."""
     if mask.shape == hw:
         return mask.copy()
@@ -136,12 +136,12 @@ def postprocess(images: list[np.ndarray], unet_probs: list[np.ndarray], tau_bu: 
     clock.stop()
 
     clock.start("upscale")
-    result = SurfaceSegmentation([_to_photo_size(m, hw) for m, hw in zip(final, photo_sizes)],
+    result = SurfaceSegmentation([to_photo_size(m, hw) for m, hw in zip(final, photo_sizes)],
                                  seconds=clock.seconds, cpu_seconds=clock.cpu_seconds)
     clock.stop()
     if keep_steps:
         per_step = {"unet": unet_masks, "fill": filled, "forest": forest_masks}
-        result.steps = {name: [_to_photo_size(m, hw) for m, hw in zip(masks, photo_sizes)]
+        result.steps = {name: [to_photo_size(m, hw) for m, hw in zip(masks, photo_sizes)]
                         for name, masks in per_step.items()}
         result.steps["final"] = result.masks
     return result
