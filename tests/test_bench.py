@@ -72,6 +72,8 @@ def test_runs_end_to_end_and_writes_json_and_plots(bench):
     assert result["complete"] and [row["image"] for row in result["images"]] == ["p0.jpg", "p1.jpg"]
     for index, row in enumerate(result["images"]):
         assert row["mask_source"] == "file" and 0 < row["blade_fraction"] < 1
+        # The shipped BU-Netv2 ran too: timed, and compared with the mask that was coded.
+        assert row["stages"]["seg_unet"] > 0 and 0 <= row["segmentation_agreement"]["f1"] <= 1
         lossy, lossless = row["modes"]["lossy-roi"], row["modes"]["lossless-roi"]
         for mode in (lossy, lossless):
             assert {"mask_code", "background", "blade", "bundle_write", "offshore_decode"} <= set(mode["stages"])
@@ -98,6 +100,7 @@ def test_runs_end_to_end_and_writes_json_and_plots(bench):
     for name in ("rd.png", "stages.png", "uplink.png"):
         assert (bench["root"] / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Uplink: 400 full-size photos in 15 min over 2 Mbit/s" in bench["text"]
+    assert "seg F1" in bench["text"] and result["settings"]["segmentation"] is True
 
 
 @pytest.mark.slow
@@ -122,6 +125,23 @@ def test_resume_keeps_the_photos_already_measured(bench):
     assert code == 0
     after = load_result(bench["root"] / "out.json")
     assert after["images"] == before["images"] and after["started"] == before["started"]
+
+
+def test_drawn_masks_without_segmentation(tmp_path):
+    """--draw-masks: the colour heuristic's mask is coded; --no-segmentation leaves the model out."""
+    image = np.full((192, 256, 3), (60, 110, 40), np.uint8)      # grass
+    image[:, 96:160] = (215, 220, 228)                             # a white-grey vertical blade
+    cv2.imwrite(str(tmp_path / "a.jpg"), image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+    tiny_lossy_coder(tmp_path, seed=0)
+    code, text = run_cli([str(tmp_path / "a.jpg"), "--draw-masks", "--no-segmentation", "--modes", "lossy-roi",
+                          "--lossy-weights", str(tmp_path / "tiny-lossy-0.pt"), "--blade-quality", "0",
+                          "--no-classical", "--no-rd", "--json", str(tmp_path / "out.json"), "--quiet"])
+    assert code == 0
+    result = load_result(tmp_path / "out.json")
+    row = result["images"][0]
+    assert row["mask_source"] == "drawn" and result["settings"]["segmentation"] is False
+    assert row["blade_fraction"] == pytest.approx(0.25, abs=0.02)
+    assert "seg_unet" not in row["stages"] and "seg F1" not in text
 
 
 def test_no_masks_and_no_segmenter_is_a_clear_error(tmp_path, capsys):

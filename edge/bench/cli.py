@@ -1,11 +1,14 @@
 """``edge-bench``: the whole pipeline, stage by stage, against classical codecs in the same run.
 
-    edge-bench IMAGES_OR_FOLDERS... [--masks DIR] [--modes lossy-roi,lossless-roi] [--json OUT]
+    edge-bench IMAGES_OR_FOLDERS... [--masks DIR | --draw-masks] [--modes lossy-roi,lossless-roi] [--json OUT]
                [--plots DIR] [--crop N] [--limit N] [--resume] [--link-mbps 2] [--flight-photos 400]
     edge-bench --from-json OUT [--plots DIR] [--link-mbps ...]     # re-render tables and plots
 
-Masks come from ``--masks DIR`` (DIR/STEM.png, non-zero = blade) or, without it, from the
-shipped BU-Netv2 and its post-processing (each photo segmented as its own surface). Models
+Masks come from ``--masks DIR`` (DIR/STEM.png, non-zero = blade), from ``--draw-masks`` (a
+colour heuristic, for photos without drawn masks) or, without either, from the shipped BU-Netv2
+and its post-processing (each photo segmented as its own surface). With a given or drawn mask
+the segmentation still runs, for its stage times and its agreement with the coded mask, unless
+``--no-segmentation`` or its weights are missing. Models
 come from the registry unless a weights file is given (``--lossy-weights``,
 ``--bitswap-weights``, ``--seg-weights``). What is measured: docs/benchmarks.md.
 """
@@ -27,7 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n".join(__doc__.splitlines()[2:]))
     p.add_argument("images", nargs="*", help="photos or folders of photos")
-    p.add_argument("--masks", type=Path, help="folder of blade masks STEM.png (default: segment the photos)")
+    masks = p.add_mutually_exclusive_group()
+    masks.add_argument("--masks", type=Path, help="folder of blade masks STEM.png (default: segment the photos)")
+    masks.add_argument("--draw-masks", action="store_true", help="draw each mask from colour (edge.bench.masks)")
+    p.add_argument("--no-segmentation", action="store_true",
+                   help="with --masks or --draw-masks: do not run (and time) the segmentation as well")
     p.add_argument("--modes", default=",".join(DEFAULT_MODES), help=f"comma list from {', '.join(MODES)}")
     p.add_argument("--json", type=Path, help="write the result here (rewritten after every photo)")
     p.add_argument("--resume", action="store_true", help="keep the photos --json already holds for these settings")
@@ -117,18 +124,22 @@ def load_models(args, modes: tuple[str, ...], pool):
         parallel.nets.pixel.build_all()
         weights["bitswap"] = sha
 
+    if args.masks is not None and not args.masks.is_dir():
+        raise InputError("mask folder not found", str(args.masks))
+    given_masks = args.masks is not None or args.draw_masks
     segmenter = None
-    if args.masks is None:
+    if not (given_masks and args.no_segmentation):
         from edge.segment.pipeline import load_segmenter
         try:
             segmenter = load_segmenter(args.seg_weights)
         except ModelError as error:
-            raise ModelError(f"no --masks given and no segmentation model: {error}") from None
+            if not given_masks:
+                raise ModelError(f"no --masks given and no segmentation model: {error}") from None
+            print(f"edge-bench: segmentation not timed: {error}", file=sys.stderr)
+    if segmenter is not None:
         weights["segmenter"] = _sha256(args.seg_weights) if args.seg_weights else "registry:bunetv2"
-    elif not args.masks.is_dir():
-        raise InputError("mask folder not found", str(args.masks))
     models = BenchModels(Coders(lossy=lossy, lossless=parallel), bitswap_sequential=sequential,
-                         segmenter=segmenter, masks_dir=args.masks,
+                         segmenter=segmenter, masks_dir=args.masks, draw_masks=args.draw_masks,
                          worker_pids=[p.pid for p in pool.processes] if pool is not None else [])
     return models, weights
 

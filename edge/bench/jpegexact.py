@@ -19,7 +19,7 @@ report then flags ``background_representative: false`` and also gives a classica
 AVIF at ``--proxy-quality`` over the same background patches, with the bundle size it implies.
 
 Masks: ``--masks DIR`` reads DIR/STEM.png or DIR/STEM.mask.png (non-zero = blade); ``--draw``
-draws one with :func:`draw_blade_mask`, a colour heuristic for white/grey blades over grass and
+draws one with :func:`edge.bench.masks.draw_blade_mask`, a colour heuristic for white/grey blades over grass and
 soil, documented there. Images are never trained on here; dtu-dev is for evaluation only.
 """
 from __future__ import annotations
@@ -31,12 +31,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from edge.codec import jpegexact
 from edge.codec.container import encode_bundle
-from edge.codec.imageio import read_image, read_mask
+from edge.bench.masks import load_mask
+from edge.codec.imageio import read_image
 from edge.codec.metadata import source_metadata_from_bytes
 from edge.codec.patches import PatchGrid, blade_cells, cells_to_mask
 from edge.codec.photo import Coders, CodingSettings, compress_pixels, decompress_bundle
@@ -58,49 +58,6 @@ def list_inputs(names: list[str]) -> list[Path]:
         else:
             raise InputError("no such image or folder", name)
     return paths
-
-
-def draw_blade_mask(image: np.ndarray) -> np.ndarray:
-    """A rough blade mask from colour alone, for photos that have no drawn mask.
-
-    Blades, nacelle and tower are white or light grey paint lit by the sky: neutral or slightly
-    blue (blue >= red + 4), unsaturated (HSV saturation < 110 of 255) and not dark (value > 80).
-    Grass, soil and gravel roads are warm (red > blue) and fail the blue test. Computed at 1/8
-    resolution, then opened and closed with a 5x5 ellipse, holes filled, components under
-    0.2 % of the photo dropped, and scaled back up. Grey roofs pass too: the mask is a stand-in
-    for the segmentation model, not a ground truth.
-    """
-    height, width = image.shape[:2]
-    small = cv2.resize(image, (max(width // 8, 1), max(height // 8, 1)), interpolation=cv2.INTER_AREA)
-    hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
-    rgb = small.astype(np.int16)
-    mask = ((rgb[..., 2] >= rgb[..., 0] + 4) & (hsv[..., 1] < 110) & (hsv[..., 2] > 80)).astype(np.uint8)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)
-    mask = _fill_holes(mask)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
-    keep = np.zeros(count, dtype=bool)
-    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= 0.002 * mask.size
-    mask = keep[labels].astype(np.uint8)
-    return cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
-
-
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Fill background regions that do not touch the border."""
-    count, labels = cv2.connectedComponents((mask == 0).astype(np.uint8))
-    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    holes = ~np.isin(labels, border) & (mask == 0)
-    return (mask.astype(bool) | holes).astype(np.uint8)
-
-
-def load_mask(path: Path, image: np.ndarray, masks: Path | None) -> np.ndarray:
-    if masks is None:
-        return draw_blade_mask(image)
-    for name in (f"{path.stem}.mask.png", f"{path.stem}.png"):
-        if (masks / name).exists():
-            return read_mask(masks / name, image.shape[:2])
-    raise InputError(f"no mask {path.stem}.png or {path.stem}.mask.png in {masks}", str(path))
 
 
 def load_coders(folder: Path) -> tuple[Coders, bool, bool]:
@@ -293,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         coders, shipped, bitswap = load_coders(Path(folder))
         bitswap = bitswap and not args.no_bitswap
         run_settings = {"blade": jpegexact.CODER, "bg_quality": args.bg_quality,
-                        "masks": str(args.masks) if args.masks else "drawn (edge.bench.jpegexact.draw_blade_mask)",
+                        "masks": str(args.masks) if args.masks else "drawn (edge.bench.masks.draw_blade_mask)",
                         "lossy_model": coders.lossy.model_name, "lossy_weights": coders.lossy.weights_sha256,
                         "background_representative": shipped,
                         "proxy": None if shipped else f"AVIF quality {args.proxy_quality} over the lossy patches",

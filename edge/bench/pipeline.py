@@ -3,8 +3,10 @@
 Per photo (:func:`measure_image`)::
 
     read + decode the source file                          decode_input
-    blade mask: a mask file, or BU-Netv2 + post-processing seg_unet, seg_fill, seg_forest,
+    BU-Netv2 + post-processing (when its weights load)     seg_unet, seg_fill, seg_forest,
                                                            seg_fill_final, seg_upscale
+    blade mask: a mask file, drawn from colour, or the segmentation's; with a file or a
+        drawn mask, the segmentation's agreement with it (F1, IoU, ...)
     square crop (--crop, at the centre or on the blade; the segmentation saw the whole photo)
     for each mode (lossy-roi, lossless-roi, ...):
         code the photo into a bundle                       mask_code, background, blade (or whole)
@@ -40,15 +42,17 @@ from edge.bench import baselines
 from edge.bench.classical import SWEEPS, bd_rate, rd_points
 from edge.bench.lossless import centre_crop
 from edge.bench.lossy import our_points
+from edge.bench.masks import load_mask
 from edge.bench.memory import PeakMemory
 from edge.codec.container import read_bundle, write_bundle
-from edge.codec.imageio import read_image, read_mask
+from edge.codec.imageio import read_image
 from edge.codec.maskcode import encode_mask
 from edge.codec.metadata import source_metadata_from_bytes
 from edge.codec.patches import PatchGrid, blade_cells, cells_to_mask, to_patches
 from edge.codec.photo import CodingSettings, Coders, compress_pixels, decompress_bundle
 from edge.codec.roi import image_patches, split_patches
 from edge.errors import CodingError, EdgeError, InputError
+from edge.segment.metrics import frame_scores
 
 MODES = ("lossy-roi", "lossless-roi", "jpeg-exact-roi", "lossy", "lossless")
 DEFAULT_MODES = ("lossy-roi", "lossless-roi")
@@ -95,8 +99,13 @@ class BenchModels:
 
     coders: Coders
     bitswap_sequential: object | None = None   # a BitswapCoder with one stream and no pool
-    segmenter: object | None = None            # BU-Netv2 when masks come from segmentation
-    masks_dir: Path | None = None
+    segmenter: object | None = None            # BU-Netv2: the mask, or timed next to a given mask
+    masks_dir: Path | None = None              # masks from files here
+    draw_masks: bool = False                   # masks drawn from colour (edge.bench.masks)
+
+    @property
+    def mask_source(self) -> str:
+        return "file" if self.masks_dir is not None else "drawn" if self.draw_masks else "segmentation"
     worker_pids: list[int] = field(default_factory=list)
 
 
@@ -114,14 +123,6 @@ class _Clock:
             return function(*args, **kwargs)
         finally:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
-
-
-def find_mask(masks_dir: Path, image_path: Path) -> Path:
-    for name in (f"{image_path.stem}.png", f"{image_path.stem}.mask.png", f"{image_path.stem}.PNG"):
-        candidate = Path(masks_dir) / name
-        if candidate.exists():
-            return candidate
-    raise InputError(f"no mask {image_path.stem}.png in {masks_dir}", str(image_path))
 
 
 def crop_window(height: int, width: int, size: int, centre: tuple[float, float] | None = None) -> tuple:
@@ -197,22 +198,27 @@ def measure_image(path: Path, options: BenchOptions, models: BenchModels, index:
                       "pixels": source_width * source_height}}
 
     memory = PeakMemory(models.worker_pids)
-    if models.masks_dir is not None:
-        mask = read_mask(find_mask(models.masks_dir, path), image.shape[:2])
-        row["mask_source"] = "file"
-    elif models.segmenter is not None:
+    segmented = None
+    if models.segmenter is not None:   # timed even when the coded mask comes from elsewhere
         from edge.segment.pipeline import segment_surface
 
         memory.start()
-        segmented = clock.run("segmentation", segment_surface, [image], models.segmenter)
+        surface = clock.run("segmentation", segment_surface, [image], models.segmenter)
         del clock.seconds["segmentation"]
         for step, stage in SEGMENT_STEPS.items():
-            clock.seconds[stage] = segmented.seconds.get(step, 0.0)
-        mask = segmented.masks[0]
-        row["mask_source"] = "segmentation"
+            clock.seconds[stage] = surface.seconds.get(step, 0.0)
+        segmented = surface.masks[0]
         row["segmentation_memory"] = memory.read()
+    row["mask_source"] = models.mask_source
+    if models.mask_source == "segmentation":
+        if segmented is None:
+            raise InputError("no blade mask: give --masks DIR or --draw-masks, or install the BU-Netv2 weights",
+                             str(path))
+        mask = segmented
     else:
-        raise InputError("no blade mask: give --masks DIR or install the BU-Netv2 weights", str(path))
+        mask = load_mask(path, image, models.masks_dir)
+        if segmented is not None:   # how far the model's mask is from the one coded
+            row["segmentation_agreement"] = frame_scores(segmented, mask).as_dict()
 
     centre = None
     if options.crop_at == "blade" and mask.any():   # the crop then holds blade and, at its edges, background

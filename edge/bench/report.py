@@ -84,7 +84,8 @@ def summarize(result: dict, flight: Flight | None = None) -> dict:
                                  if any(s in r["stages"] for r in rows)},
                "modes": {mode: _summarize_mode(rows, mode) for mode in _modes(rows)},
                "classical": _summarize_classical(rows),
-               "rd": _summarize_rd(rows)}
+               "rd": _summarize_rd(rows),
+               "segmentation_f1": stats(_get(r, "segmentation_agreement", "f1") for r in rows)}
     summary["uplink"] = uplink_table(_full_size_bytes(rows, summary), flight)
     summary["uplink"]["photos_per_minute_needed"] = flight.photos_per_minute
     return summary
@@ -256,15 +257,18 @@ def render(result: dict, flight: Flight | None = None) -> str:
              f" (>= {settings.get('blade_psnr')} dB), masks: {settings.get('masks')}"]
 
     modes = list(summary["modes"])
+    agreement = any("segmentation_agreement" in row for row in rows)   # the model's mask next to the coded one
     per_image = []
     for row in rows:
         line = [row["image"], 100 * row["blade_fraction"]]
+        if agreement:
+            line.append(_get(row, "segmentation_agreement", "f1"))
         for mode in modes:
             m = row["modes"].get(mode, {})
             line += [_get(m, "bpp", "total"), "exact" if m.get("blade_exact") else _get(m, "quality", "blade", "psnr"),
                      edge_seconds(row, mode) if "stages" in m else None]
         per_image.append(line)
-    headers = ["photo", "blade %"]
+    headers = ["photo", "blade %"] + (["seg F1"] if agreement else [])
     for mode in modes:
         headers += [f"{mode} bpp", "blade dB", "edge s"]
     parts.append(table(headers, per_image, "\nPer photo"))

@@ -67,8 +67,10 @@ def run_benchmark(paths: list[Path], options: BenchOptions, models: BenchModels,
                   progress: Callable[[str, int, str], None] | None = None) -> dict:
     """Measure every photo; ``progress(image, done, stage)`` hears each stage. Returns the result."""
     settings = {**asdict(options), "weights": weights, "flight": asdict(flight),
-                "masks": str(models.masks_dir) if models.masks_dir else "segmentation"}
-    settings["key"] = options.key({"weights": weights, "masks": settings["masks"]})
+                "masks": str(models.masks_dir) if models.masks_dir else models.mask_source,
+                "segmentation": models.segmenter is not None}
+    settings["key"] = options.key({"weights": weights, "masks": settings["masks"],
+                                   "segmentation": settings["segmentation"]})
     result = {"format": FORMAT, "machine": machine_info(), "settings": finite(settings),
               "started": time.strftime("%Y-%m-%d %H:%M:%S %z"), "complete": False, "images": []}
     if resume and json_path is not None and Path(json_path).exists():
