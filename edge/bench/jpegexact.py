@@ -19,8 +19,8 @@ report then flags ``background_representative: false`` and also gives a classica
 AVIF at ``--proxy-quality`` over the same background patches, with the bundle size it implies.
 
 Masks: ``--masks DIR`` reads DIR/STEM.png or DIR/STEM.mask.png (non-zero = blade); ``--draw``
-draws one with :func:`edge.bench.masks.draw_blade_mask`, a colour heuristic for white/grey blades over grass and
-soil, documented there. Images are never trained on here; dtu-dev is for evaluation only.
+draws one with :func:`edge.bench.masks.draw_blade_mask`, a colour heuristic for white/grey blades
+over grass and soil, documented there. Images are never trained on here; dtu-dev is for evaluation only.
 """
 from __future__ import annotations
 

@@ -102,11 +102,11 @@ class BenchModels:
     segmenter: object | None = None            # BU-Netv2: the mask, or timed next to a given mask
     masks_dir: Path | None = None              # masks from files here
     draw_masks: bool = False                   # masks drawn from colour (edge.bench.masks)
+    worker_pids: list[int] = field(default_factory=list)
 
     @property
     def mask_source(self) -> str:
         return "file" if self.masks_dir is not None else "drawn" if self.draw_masks else "segmentation"
-    worker_pids: list[int] = field(default_factory=list)
 
 
 class _Clock:
