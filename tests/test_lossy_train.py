@@ -11,7 +11,8 @@ from edge.codec.lossy.model import HyperpriorEASN, LossyConfig
 from edge.codec.lossy.weights import export_weights, load_coder
 from edge.errors import InputError
 from edge.synth import render_frame
-from edge.train.lossy import export_checkpoint, save_checkpoint, train_lossy
+from edge.train.common import save_checkpoint
+from edge.train.lossy import export_checkpoint, train_lossy
 
 TINY = {"n": 8, "m": 16}
 

@@ -35,3 +35,11 @@ def checkpoint_to_export(run_dir: Path) -> tuple[Path, dict]:
     if not path.exists():
         raise InputError("no checkpoint to export (best.pt or last.pt)", str(run_dir))
     return path, torch.load(path, map_location="cpu", weights_only=False)
+
+
+def save_checkpoint(path: Path, model, optimizer, state: dict, config) -> None:
+    """Model, optimiser, run state and config (a dataclass), replaced atomically."""
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
+                "config": config.__dict__}, tmp)
+    tmp.replace(path)

@@ -36,7 +36,7 @@ from edge.codec.implicit.model import LAMBDAS, ImplicitConfig, ImplicitROI, gaus
 from edge.codec.lossy.model import LIKELIHOOD_MIN
 from edge.errors import EdgeError, InputError
 from edge.segment.dataset import is_held_out, list_frames, read_mask, read_rgb
-from edge.train.common import add_run_arguments, checkpoint_to_export
+from edge.train.common import add_run_arguments, checkpoint_to_export, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -357,13 +357,6 @@ def train_implicit(data_dir: Path, run_dir: Path, config: ImplicitConfig, steps:
     save_checkpoint(last, model, optimizer, state, config)
     bar.close()
     return last
-
-
-def save_checkpoint(path: Path, model, optimizer, state: dict, config: ImplicitConfig) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
-                "config": config.__dict__}, tmp)
-    tmp.replace(path)
 
 
 def export_checkpoint(run_dir: Path, weights: Path) -> str:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from edge.codec.lossy.model import LAMBDAS, LIKELIHOOD_MIN, HyperpriorEASN, LossyConfig, gaussian_likelihood
 from edge.errors import EdgeError, InputError
-from edge.train.common import add_run_arguments, checkpoint_to_export
+from edge.train.common import add_run_arguments, checkpoint_to_export, save_checkpoint
 from edge.train.data import list_images, random_crop, read_rgb, split_paths
 
 log = logging.getLogger(__name__)
@@ -251,13 +251,6 @@ def add_levels(checkpoint: dict, levels: int, parameter_names: list[str]) -> int
                 moments[key] = torch.cat([moments[key], extra])
     checkpoint["config"]["levels"] = levels
     return levels - old
-
-
-def save_checkpoint(path: Path, model, optimizer, state: dict, config: LossyConfig) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
-                "config": config.__dict__}, tmp)
-    tmp.replace(path)
 
 
 def export_checkpoint(run_dir: Path, weights: Path) -> str:
