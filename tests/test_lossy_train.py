@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -12,6 +13,7 @@ from edge.codec.lossy.weights import export_weights, load_coder
 from edge.errors import InputError
 from edge.synth import render_frame
 from edge.train.common import save_checkpoint
+from edge.train.data import colour_jitter
 from edge.train.lossy import export_checkpoint, train_lossy
 
 TINY = {"n": 8, "m": 16}
@@ -46,6 +48,37 @@ def test_trains_checkpoints_and_resumes(tmp_path):
     records = [json.loads(line) for line in (run / "train.log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [2, 4]
     assert set(records[-1]["val"]) == {str(level) for level in range(LossyConfig().levels)}
+    assert set(records[-1]["val_colour"]) == set(records[-1]["val"])
+
+
+def test_colour_jitter_moves_colours_and_keeps_structure():
+    rng = np.random.default_rng(0)
+    crop = np.zeros((8, 8, 3), np.uint8)
+    crop[..., 0], crop[..., 1], crop[..., 2] = 40, 200, 90           # saturated green
+    crop[4:] += 20                                                     # an edge
+    seen = set()
+    for _ in range(200):
+        out = colour_jitter(crop, rng)
+        assert out.shape == crop.shape and out.dtype == np.uint8
+        # The edge stays where it was: rows 0-3 are one colour, rows 4-7 another.
+        for half in (out[:4], out[4:]):
+            assert len({tuple(pixel) for pixel in half.reshape(-1, 3)}) == 1
+        seen.add(tuple(out[0, 0]))
+    green = tuple(crop[0, 0])
+    assert green in seen                                               # sometimes untouched
+    assert any(np.argmax(c) != 1 for c in seen)                        # permuted: green is not always the top channel
+    assert any(np.ptp(c) > np.ptp(green) for c in seen) and any(np.ptp(c) < np.ptp(green) for c in seen)
+
+
+def test_a_resumed_run_resets_the_best_score_when_the_validation_sets_change(tmp_path):
+    data, run = _images(tmp_path / "images"), tmp_path / "run"
+    _train(data, run, steps=2)
+    checkpoint = torch.load(run / "last.pt", weights_only=False)
+    checkpoint["state"].update(best_score=-1e9, validation="an older set")   # unbeatable on the old set
+    torch.save(checkpoint, run / "last.pt")
+    (run / "best.pt").unlink()
+    _train(data, run, steps=4)
+    assert torch.load(run / "best.pt", weights_only=False)["state"]["step"] == 4
 
 
 def test_resume_adds_quality_levels_to_an_older_checkpoint(tmp_path):

@@ -1,7 +1,8 @@
 """`edge train lossy`: train the variable-rate HP+EASN-deep model on any folders of images.
 
-Each step draws random crops and a random quality level per crop; the loss is
-bits per pixel + lambda[level] * 255^2 * MSE. Checkpoints (model, optimiser, step, best
+Each step draws random crops (flipped, and by default recoloured: :func:`colour_jitter`) and a
+random quality level per crop; the loss is bits per pixel + lambda[level] * 255^2 * MSE.
+Validation codes 12 held-out crops at every level, as they are and recoloured. Checkpoints (model, optimiser, step, best
 validation) go to ``--run-dir`` every few minutes and training resumes from them; the best
 validation checkpoint is kept apart. A blow-up (non-finite or exploding loss) reloads the
 last good checkpoint and halves the learning rate.
@@ -22,9 +23,13 @@ from tqdm import tqdm
 from edge.codec.lossy.model import LAMBDAS, LIKELIHOOD_MIN, HyperpriorEASN, LossyConfig, gaussian_likelihood
 from edge.errors import EdgeError, InputError
 from edge.train.common import add_run_arguments, checkpoint_to_export, save_checkpoint
-from edge.train.data import list_images, random_crop, read_rgb, split_paths
+from edge.train.data import colour_jitter, list_images, random_crop, read_rgb, split_paths
 
 log = logging.getLogger(__name__)
+
+
+# Which validation sets the best score is over; a resumed run with another resets its best.
+VALIDATION = "wta-heldout-12x256 + recoloured"
 
 
 class TrainingError(EdgeError):
@@ -39,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-from", type=Path, metavar="WEIGHTS",
                         help="start a new run (no RUN_DIR/last.pt yet) from shipped weights, e.g. "
                              "edge/weights/hp_easn.pt; levels they lack are added")
+    parser.add_argument("--no-colour-jitter", action="store_true",
+                        help="train on the crops' own colours (default: permuted channels and saturation)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         crop=args.crop, batch=args.batch, lr=args.lr, threads=args.threads, bf16=args.bf16,
         config=LossyConfig(n=args.n, m=args.m), val_every=args.val_every,
         save_minutes=args.save_minutes, seed=args.seed, init_from=args.init_from,
+        colour=not args.no_colour_jitter,
     )
     return 0
 
@@ -58,24 +66,42 @@ def run(args: argparse.Namespace) -> int:
 class CropSampler:
     """Holds decoded training images in memory and draws random crops from them."""
 
-    def __init__(self, paths: list[Path], crop: int, seed: int):
+    def __init__(self, paths: list[Path], crop: int, seed: int, colour: bool = True):
         if not paths:
             raise InputError("no training images found")
         self.images = [read_rgb(p) for p in paths]
         self.crop = crop
+        self.colour = colour
         self.rng = np.random.default_rng(seed)
 
     def batch(self, size: int) -> torch.Tensor:
         picks = self.rng.integers(0, len(self.images), size)
-        crops = np.stack([random_crop(self.images[i], self.crop, self.rng) for i in picks])
-        return torch.from_numpy(crops).permute(0, 3, 1, 2).contiguous().float() / 255.0
+        crops = [random_crop(self.images[i], self.crop, self.rng) for i in picks]
+        if self.colour:
+            crops = [colour_jitter(crop, self.rng) for crop in crops]
+        return to_tensor(np.stack(crops))
+
+
+def to_tensor(crops: np.ndarray) -> torch.Tensor:
+    """uint8 NHWC -> float NCHW in [0, 1], contiguous (see :func:`rate_distortion`)."""
+    return torch.from_numpy(crops).permute(0, 3, 1, 2).contiguous().float() / 255.0
 
 
 def fixed_validation_crops(paths: list[Path], crop: int, count: int = 12) -> torch.Tensor:
     rng = np.random.default_rng(1234)
     images = [read_rgb(p) for p in paths[:: max(1, len(paths) // count)][:count]]
-    crops = np.stack([random_crop(image, crop, rng) for image in images])
-    return torch.from_numpy(crops).permute(0, 3, 1, 2).contiguous().float() / 255.0
+    return to_tensor(np.stack([random_crop(image, crop, rng) for image in images]))
+
+
+def recoloured(crops: torch.Tensor) -> torch.Tensor:
+    """The validation crops in other colours (fixed): how well the coder keeps colours it rarely sees."""
+    rng = np.random.default_rng(4321)
+    images = (crops.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+    jittered = []
+    for image in images:
+        image = image[..., rng.permutation(3)]
+        jittered.append(colour_jitter(image, rng) if rng.random() < 0.5 else image)
+    return to_tensor(np.stack(jittered))
 
 
 # Inputs must be contiguous NCHW: torch 2.13's CPU bf16 convolution backward corrupts the heap
@@ -119,7 +145,7 @@ def validate(model: HyperpriorEASN, crops: torch.Tensor) -> dict:
 
 def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int, batch: int, lr: float,
                 threads: int, bf16: bool, config: LossyConfig, val_every: int, save_minutes: float,
-                seed: int, init_from: Path | None = None) -> Path:
+                seed: int, init_from: Path | None = None, colour: bool = True) -> Path:
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -128,8 +154,9 @@ def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int,
     if not val_paths:  # folders without a known scene split: hold out every 10th image
         train_paths, val_paths = [p for i, p in enumerate(paths) if i % 10], paths[::10]
     log.info("lossy training: %d training and %d validation images", len(train_paths), len(val_paths))
-    sampler = CropSampler(train_paths, crop, seed)
+    sampler = CropSampler(train_paths, crop, seed, colour)
     val_crops = fixed_validation_crops(val_paths, 256)
+    val_colour = recoloured(val_crops)
 
     model = HyperpriorEASN(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -137,12 +164,13 @@ def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int,
     last = run_dir / "last.pt"
     if last.exists():
         state, added = load_checkpoint(last, model, optimizer)
-        if added:  # validation scores of a different set of levels do not compare
+        if added or state.get("validation") != VALIDATION:   # scores of other levels or sets do not compare
             state["best_score"] = float("inf")
         log.info("resumed from %s at step %d%s", last, state["step"], f" with {added} new levels" if added else "")
     elif init_from is not None:
         state["step"] = initialise_from_weights(model, init_from)
         log.info("started from the weights %s (step %d of their run)", init_from, state["step"])
+    state["validation"] = VALIDATION
     for group in optimizer.param_groups:
         group["lr"] = state["lr"]
 
@@ -184,18 +212,19 @@ def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int,
         bar.set_postfix(loss=f"{running.nanmean():.3f}", bpp=f"{bpp.mean().item():.3f}", refresh=False)
 
         if state["step"] % val_every == 0:
-            metrics = validate(model, val_crops)
-            # One score across levels: mean PSNR minus a rate penalty keeps the whole curve honest.
-            score = sum(m["bpp"] * 10 - m["psnr"] for m in metrics.values()) / len(metrics)
+            metrics, colour_metrics = validate(model, val_crops), validate(model, val_colour)
+            # One score across levels and both sets: mean PSNR minus a rate penalty keeps the whole curve honest.
+            both = [*metrics.values(), *colour_metrics.values()]
+            score = sum(m["bpp"] * 10 - m["psnr"] for m in both) / len(both)
             record = {"step": state["step"], "time": time.time(), "loss": running.nanmean().item(),
-                      "lr": state["lr"], "val": metrics}
+                      "lr": state["lr"], "val": metrics, "val_colour": colour_metrics}
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()
             log.info("step %d loss %.4f val %s", state["step"], running.nanmean().item(), metrics)
             if score < state["best_score"]:
                 state["best_score"] = score
                 torch.save({"model": model.state_dict(), "config": config.__dict__, "state": state,
-                            "metrics": metrics}, run_dir / "best.pt")
+                            "metrics": metrics, "colour_metrics": colour_metrics}, run_dir / "best.pt")
         if time.monotonic() - last_save > save_minutes * 60 or state["step"] == steps:
             save_checkpoint(last, model, optimizer, state, config)
             last_save = time.monotonic()
