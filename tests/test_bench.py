@@ -94,6 +94,8 @@ def test_runs_end_to_end_and_writes_json_and_plots(bench):
             classical_roi["mask_bytes"]
         assert len(row["rd"]["ours"]) == LossyConfig().levels and set(row["rd"]["bd_rate"]) == {"jpeg2000", "webp", "jpegxl", "avif"}
         assert row["rd"]["webp"][0]["psnr"] is not None   # the WebP sweep is lossy
+        for name, value in row["rd"]["bd_rate"].items():  # no BD-rate only where the curves share no PSNR range
+            assert (value is None) == (name in row["rd"]["no_overlap"])
     sequential = result["images"][0]["modes"]["lossless-roi"]["sequential"]
     assert sequential["exact"] and sequential["sub_patches"] == 16
     assert sequential["encode_s"] > 0 and sequential["parallel_to_sequential_bits"] > 0
@@ -101,6 +103,7 @@ def test_runs_end_to_end_and_writes_json_and_plots(bench):
         assert (bench["root"] / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Uplink: 400 full-size photos in 15 min over 2 Mbit/s" in bench["text"]
     assert "seg F1" in bench["text"] and result["settings"]["segmentation"] is True
+    assert "no common range" in bench["text"]
 
 
 @pytest.mark.slow

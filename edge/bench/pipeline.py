@@ -402,13 +402,19 @@ def measure_rd(image: np.ndarray, lossy) -> dict:
     """Whole-image RD points of ours (every level) and of each classical sweep; BD-rates of ours."""
     out = {"height": image.shape[0], "width": image.shape[1],
            "ours": our_points(lossy, image, list(range(lossy.levels)))}
-    out["bd_rate"] = {}
+    out["bd_rate"], out["no_overlap"] = {}, {}
     for name in SWEEPS:
         try:
             out[name] = rd_points(image, name)
             out["bd_rate"][name] = bd_rate(out[name], out["ours"])
         except Exception as error:  # a codec missing from this imagecodecs build must not stop the run
             out[name] = {"error": f"{type(error).__name__}: {error}"}
+            continue
+        if out["bd_rate"][name] is None:   # say why there is no number: where each curve lies
+            ours_best = max(out["ours"], key=lambda p: p["psnr"])
+            its_lowest = min(out[name], key=lambda p: p["psnr"])
+            out["no_overlap"][name] = {"ours_best": {"bpp": ours_best["bpp"], "psnr": ours_best["psnr"]},
+                                       "its_lowest": {"bpp": its_lowest["bpp"], "psnr": its_lowest["psnr"]}}
     return out
 
 

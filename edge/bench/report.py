@@ -179,8 +179,13 @@ def _summarize_rd(rows: list[dict]) -> dict:
     for name in names[1:]:
         values = [_get(rd, "bd_rate", name) for rd in rd_rows]
         values = [v for v in values if v is not None]
+        apart = [rd["no_overlap"][name] for rd in rd_rows if name in rd.get("no_overlap", {})]
         bd[name] = {"mean": statistics.mean(values) if values else None,
-                    "median": statistics.median(values) if values else None, "images": len(values)}
+                    "median": statistics.median(values) if values else None, "images": len(values),
+                    "no_overlap": len(apart)}
+        if apart:   # medians of where the curves lie when they share no PSNR range
+            bd[name]["apart"] = {side: {key: statistics.median(a[side][key] for a in apart) for key in ("bpp", "psnr")}
+                                 for side in ("ours_best", "its_lowest")}
     curves = {}
     for name in names:
         series = [rd[name] for rd in rd_rows if isinstance(rd.get(name), list)]
@@ -322,10 +327,16 @@ def render(result: dict, flight: Flight | None = None) -> str:
 
     rd = summary["rd"]
     if rd:
-        parts.append(table(["BD-rate of ours vs", "mean %", "median %", "photos"],
-                           [[name, v["mean"], v["median"], v["images"]] for name, v in rd["bd_rate_of_ours"].items()],
+        bd_rows = rd["bd_rate_of_ours"].items()
+        parts.append(table(["BD-rate of ours vs", "mean %", "median %", "photos", "no common range"],
+                           [[name, v["mean"], v["median"], v["images"], v.get("no_overlap", 0)] for name, v in bd_rows],
                            f"\nRate-distortion, whole image, RGB PSNR ({rd['crop'][1]}x{rd['crop'][0]} centre crops;"
                            f" negative = ours needs fewer bits)"))
+        apart = [(name, v["apart"]) for name, v in bd_rows if v.get("apart")]
+        if apart:
+            parts.append(table(["no common PSNR range (medians)", "our best dB", "at bpp", "its lowest dB", "at bpp"],
+                               [[name, a["ours_best"]["psnr"], a["ours_best"]["bpp"], a["its_lowest"]["psnr"],
+                                 a["its_lowest"]["bpp"]] for name, a in apart]))
 
     uplink = summary["uplink"]
     f = uplink["flight"]
