@@ -14,7 +14,7 @@ from edge.errors import InputError
 from edge.synth import render_frame
 from edge.train.common import save_checkpoint
 from edge.train.data import colour_jitter
-from edge.train.lossy import export_checkpoint, train_lossy
+from edge.train.lossy import export_checkpoint, train_lossy, update_average
 
 TINY = {"n": 8, "m": 16}
 
@@ -49,6 +49,36 @@ def test_trains_checkpoints_and_resumes(tmp_path):
     assert [r["step"] for r in records] == [2, 4]
     assert set(records[-1]["val"]) == {str(level) for level in range(LossyConfig().levels)}
     assert set(records[-1]["val_colour"]) == set(records[-1]["val"])
+
+
+def test_the_weight_average_is_checkpointed_validated_and_exported(tmp_path):
+    data, run = _images(tmp_path / "images"), tmp_path / "run"
+    _train(data, run, steps=3)
+    last = torch.load(run / "last.pt", weights_only=False)
+    assert last["state"]["averaged_steps"] == 3
+    name = "g_s.layers.6.weight"
+    # The average lags the raw weights: it is neither them nor the initial weights.
+    assert not torch.equal(last["average"][name], last["model"][name])
+    _train(data, run, steps=5)                      # resumes the average too
+    resumed = torch.load(run / "last.pt", weights_only=False)
+    assert resumed["state"]["averaged_steps"] == 5
+    best = torch.load(run / "best.pt", weights_only=False)
+    assert best["state"]["step"] in (2, 4)
+    export_checkpoint(run, tmp_path / "w.pt")
+    coder = load_coder(tmp_path / "w.pt")
+    exported = coder.model.state_dict()[name].float()
+    assert torch.allclose(exported, best["model"][name].half().float())
+
+
+def test_update_average_moves_a_fraction_of_the_way():
+    model, average = HyperpriorEASN(LossyConfig(**TINY)), HyperpriorEASN(LossyConfig(**TINY))
+    for parameter in average.parameters():
+        torch.nn.init.zeros_(parameter)
+    state = {"averaged_steps": 10_000}            # past the warm-up: decay 0.999
+    update_average(average, model, state)
+    first_model, first_average = next(model.parameters()), next(average.parameters())
+    assert torch.allclose(first_average, 0.001 * first_model)
+    assert state["averaged_steps"] == 10_001
 
 
 def test_colour_jitter_moves_colours_and_keeps_structure():

@@ -37,9 +37,9 @@ def checkpoint_to_export(run_dir: Path) -> tuple[Path, dict]:
     return path, torch.load(path, map_location="cpu", weights_only=False)
 
 
-def save_checkpoint(path: Path, model, optimizer, state: dict, config) -> None:
-    """Model, optimiser, run state and config (a dataclass), replaced atomically."""
+def save_checkpoint(path: Path, model, optimizer, state: dict, config, **extra) -> None:
+    """Model, optimiser, run state, config (a dataclass) and ``extra`` entries, replaced atomically."""
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
-                "config": config.__dict__}, tmp)
+                "config": config.__dict__, **extra}, tmp)
     tmp.replace(path)

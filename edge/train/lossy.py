@@ -2,7 +2,10 @@
 
 Each step draws random crops (flipped, and by default recoloured: :func:`colour_jitter`) and a
 random quality level per crop; the loss is bits per pixel + lambda[level] * 255^2 * MSE.
-Validation codes 12 held-out crops at every level, as they are and recoloured. Checkpoints (model, optimiser, step, best
+Validation codes 12 held-out crops at every level, as they are and recoloured, with an
+exponential moving average of the weights (:func:`update_average`): with batches of two crops
+the raw weights swing from step to step (the decoded colour drifts by several levels), and the
+average is what is validated, kept as best.pt and exported. Checkpoints (model, optimiser, step, best
 validation) go to ``--run-dir`` every few minutes and training resumes from them; the best
 validation checkpoint is kept apart. A blow-up (non-finite or exploding loss) reloads the
 last good checkpoint and halves the learning rate.
@@ -28,8 +31,9 @@ from edge.train.data import colour_jitter, list_images, random_crop, read_rgb, s
 log = logging.getLogger(__name__)
 
 
-# Which validation sets the best score is over; a resumed run with another resets its best.
-VALIDATION = "wta-heldout-12x256 + recoloured"
+# Which validation sets and weights the best score is over; a resumed run with others resets its best.
+VALIDATION = "wta-heldout-12x256 + recoloured, averaged weights"
+AVERAGE_DECAY = 0.999   # the average spans about the last thousand steps
 
 
 class TrainingError(EdgeError):
@@ -159,17 +163,21 @@ def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int,
     val_colour = recoloured(val_crops)
 
     model = HyperpriorEASN(config)
+    average = HyperpriorEASN(config).eval()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     state = {"step": 0, "best_score": float("inf"), "lr": lr, "history": []}
     last = run_dir / "last.pt"
     if last.exists():
-        state, added = load_checkpoint(last, model, optimizer)
+        state, added = load_checkpoint(last, model, optimizer, average)
         if added or state.get("validation") != VALIDATION:   # scores of other levels or sets do not compare
             state["best_score"] = float("inf")
         log.info("resumed from %s at step %d%s", last, state["step"], f" with {added} new levels" if added else "")
     elif init_from is not None:
         state["step"] = initialise_from_weights(model, init_from)
         log.info("started from the weights %s (step %d of their run)", init_from, state["step"])
+    if not last.exists() or state.get("averaged_steps") is None:   # a new average starts at the model
+        average.load_state_dict(model.state_dict())
+        state["averaged_steps"] = 0
     state["validation"] = VALIDATION
     for group in optimizer.param_groups:
         group["lr"] = state["lr"]
@@ -191,7 +199,7 @@ def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int,
             log.warning("step %d: loss %.3g blew up; reloading the last checkpoint, halving the lr",
                         state["step"], loss.item())
             if last.exists():
-                load_checkpoint(last, model, optimizer)
+                load_checkpoint(last, model, optimizer, average)
             state["lr"] /= 2
             if state["lr"] < lr / 1000:
                 raise TrainingError(f"training keeps blowing up (lr now {state['lr']:.2g}); "
@@ -204,6 +212,7 @@ def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int,
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        update_average(average, model, state)
         for level, value in zip(levels.tolist(), sample_losses.detach().tolist()):
             before = running[level]
             running[level] = value if torch.isnan(before) else 0.98 * before + 0.02 * value
@@ -212,7 +221,7 @@ def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int,
         bar.set_postfix(loss=f"{running.nanmean():.3f}", bpp=f"{bpp.mean().item():.3f}", refresh=False)
 
         if state["step"] % val_every == 0:
-            metrics, colour_metrics = validate(model, val_crops), validate(model, val_colour)
+            metrics, colour_metrics = validate(average, val_crops), validate(average, val_colour)
             # One score across levels and both sets: mean PSNR minus a rate penalty keeps the whole curve honest.
             both = [*metrics.values(), *colour_metrics.values()]
             score = sum(m["bpp"] * 10 - m["psnr"] for m in both) / len(both)
@@ -223,23 +232,42 @@ def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int,
             log.info("step %d loss %.4f val %s", state["step"], running.nanmean().item(), metrics)
             if score < state["best_score"]:
                 state["best_score"] = score
-                torch.save({"model": model.state_dict(), "config": config.__dict__, "state": state,
+                torch.save({"model": average.state_dict(), "config": config.__dict__, "state": state,
                             "metrics": metrics, "colour_metrics": colour_metrics}, run_dir / "best.pt")
         if time.monotonic() - last_save > save_minutes * 60 or state["step"] == steps:
-            save_checkpoint(last, model, optimizer, state, config)
+            save_checkpoint(last, model, optimizer, state, config, average=average.state_dict())
             last_save = time.monotonic()
-    save_checkpoint(last, model, optimizer, state, config)
+    save_checkpoint(last, model, optimizer, state, config, average=average.state_dict())
     bar.close()
     return last
 
 
-def load_checkpoint(path: Path, model: HyperpriorEASN, optimizer) -> tuple[dict, int]:
-    """Load ``path`` into model and optimiser (adding quality levels it lacks); (state, levels added)."""
+def load_checkpoint(path: Path, model: HyperpriorEASN, optimizer,
+                    average: HyperpriorEASN) -> tuple[dict, int]:
+    """Load ``path`` into model, optimiser and average, adding quality levels it lacks; (state, levels added).
+
+    A checkpoint without an average, or with fewer levels, restarts the average at the model.
+    """
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     added = add_levels(checkpoint, model.config.levels, [name for name, _ in model.named_parameters()])
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
-    return checkpoint["state"], added
+    state = checkpoint["state"]
+    if "average" in checkpoint and not added:
+        average.load_state_dict(checkpoint["average"])
+    else:
+        average.load_state_dict(model.state_dict())
+        state["averaged_steps"] = 0
+    return state, added
+
+
+@torch.no_grad()
+def update_average(average: HyperpriorEASN, model: HyperpriorEASN, state: dict) -> None:
+    """One step of the exponential moving average; its first steps follow the model closely."""
+    state["averaged_steps"] = state.get("averaged_steps", 0) + 1
+    decay = min(AVERAGE_DECAY, (1 + state["averaged_steps"]) / (10 + state["averaged_steps"]))
+    for kept, current in zip(average.parameters(), model.parameters()):
+        kept.lerp_(current, 1 - decay)
 
 
 def initialise_from_weights(model: HyperpriorEASN, path: Path) -> int:
@@ -288,6 +316,6 @@ def export_checkpoint(run_dir: Path, weights: Path) -> str:
 
     path, checkpoint = checkpoint_to_export(run_dir)
     model = HyperpriorEASN(LossyConfig(**checkpoint["config"]))
-    model.load_state_dict(checkpoint["model"])
+    model.load_state_dict(checkpoint.get("average", checkpoint["model"]))   # best.pt's model is the average
     info = {"checkpoint": path.name, "step": checkpoint["state"]["step"], "validation": checkpoint.get("metrics")}
     return export_weights(model, weights, info)
