@@ -8,9 +8,9 @@ Masks come from ``--masks DIR`` (DIR/STEM.png, non-zero = blade), from ``--draw-
 colour heuristic, for photos without drawn masks) or, without either, from the shipped BU-Netv2
 and its post-processing (each photo segmented as its own surface). With a given or drawn mask
 the segmentation still runs, for its stage times and its agreement with the coded mask, unless
-``--no-segmentation`` or its weights are missing. Models
-come from the registry unless a weights file is given (``--lossy-weights``,
-``--bitswap-weights``, ``--seg-weights``). What is measured: docs/benchmarks.md.
+``--no-segmentation`` or its weights are missing. Models come from the registry unless a
+weights file is given (``--lossy-weights``, ``--bitswap-weights``, ``--seg-weights``). What is
+measured: docs/benchmarks.md.
 """
 from __future__ import annotations
 

@@ -2,12 +2,14 @@
 
 Each step draws random crops (flipped, and by default recoloured: :func:`colour_jitter`) and a
 random quality level per crop; the loss is bits per pixel + lambda[level] * 255^2 * MSE.
+
 Validation codes 12 held-out crops at every level, as they are and recoloured, with an
 exponential moving average of the weights (:func:`update_average`): with batches of two crops
-the raw weights swing from step to step (the decoded colour drifts by several levels), and the
-average is what is validated, kept as best.pt and exported. Checkpoints (model, optimiser, step, best
-validation) go to ``--run-dir`` every few minutes and training resumes from them; the best
-validation checkpoint is kept apart. A blow-up (non-finite or exploding loss) reloads the
+the raw weights swing from step to step (the decoded colour drifts by several levels), so the
+average is what is validated, kept as best.pt and exported.
+
+Checkpoints (model, average, optimiser, step, best validation) go to ``--run-dir`` every few
+minutes and training resumes from them. A blow-up (non-finite or exploding loss) reloads the
 last good checkpoint and halves the learning rate.
 """
 from __future__ import annotations
@@ -33,7 +35,7 @@ log = logging.getLogger(__name__)
 
 # Which validation sets and weights the best score is over; a resumed run with others resets its best.
 VALIDATION = "wta-heldout-12x256 + recoloured, averaged weights"
-AVERAGE_DECAY = 0.999   # the average spans about the last thousand steps
+AVERAGE_DECAY = 0.999   # after its warm-up the average spans about the last thousand steps
 
 
 class TrainingError(EdgeError):
