@@ -182,3 +182,28 @@ def test_train_seg_is_float32_by_default_and_bf16_on_request(tiny_data, tmp_path
     assert main(["train", "seg", "--data", str(tiny_data), "--ckpt-dir", str(default), "--steps", "1",
                  *TINY_TRAIN]) == 0
     assert torch.load(default / "last.pt", weights_only=False)["config"]["bf16"] is False
+
+
+def test_channel_shuffle_changes_background_hues_and_keeps_white_blades():
+    from edge.train.seg import Sample, SegTrainConfig, augment
+
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    rgb[:] = (60, 140, 40)                       # grass
+    rgb[:, 24:40] = (230, 230, 230)              # a white vertical blade
+    mask = np.zeros((64, 64), np.uint8)
+    mask[:, 24:40] = 1
+    sample = Sample("s", rgb, mask, "closeup", 0)
+    config = SegTrainConfig(long_side=64, rotate=0.0, zoom_min=1.0, zoom_max=1.0, colour_jitter=0.0,
+                            channel_shuffle=1.0)
+    rng = np.random.default_rng(0)
+    greens = set()
+    for _ in range(30):
+        out, out_mask = augment(sample, (64, 64), rng, config)
+        assert out_mask.sum() == mask.sum()
+        blade = out[out_mask.astype(bool)]
+        assert np.ptp(blade, axis=1).max() == 0           # the blade is still grey: R = G = B
+        greens.add(int(np.argmax(out[0, 0])))             # which channel the grass is brightest in
+    assert greens == {0, 1, 2}
+    off = SegTrainConfig(long_side=64, rotate=0.0, zoom_min=1.0, zoom_max=1.0, colour_jitter=0.0)
+    out, _ = augment(sample, (64, 64), np.random.default_rng(0), off)
+    assert np.argmax(out[0, 0]) == 1                      # off by default: grass stays green
