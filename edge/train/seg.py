@@ -315,9 +315,13 @@ def run_offset(ckpt_dir: Path) -> int:
     for line in log_path.read_text().splitlines():
         init = _INIT_LINE.search(line)
         if init:
-            parent = Path(init.group(1))
-            return run_offset(parent.parent) + int(torch.load(parent, map_location="cpu", weights_only=False)["step"])
+            return _steps_up_to(Path(init.group(1)))
     return 0
+
+
+def _steps_up_to(checkpoint: Path) -> int:
+    """Steps of the whole chain of runs up to ``checkpoint`` (its own step plus its run's offset)."""
+    return run_offset(checkpoint.parent) + int(torch.load(checkpoint, map_location="cpu", weights_only=False)["step"])
 
 
 def training_curve(ckpt_dir: Path) -> list[dict]:
@@ -335,7 +339,7 @@ def training_curve(ckpt_dir: Path) -> list[dict]:
         init = _INIT_LINE.search(line)
         if init and not points:
             parent = Path(init.group(1))
-            offset = run_offset(parent.parent) + int(torch.load(parent, map_location="cpu", weights_only=False)["step"])
+            offset = _steps_up_to(parent)
             points = [p for p in training_curve(parent.parent) if p["step"] <= offset]
         match = _VAL_LINE.search(line)
         if match:
