@@ -177,7 +177,7 @@ def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int,
     elif init_from is not None:
         state["step"] = initialise_from_weights(model, init_from)
         log.info("started from the weights %s (step %d of their run)", init_from, state["step"])
-    if not last.exists() or state.get("averaged_steps") is None:   # a new average starts at the model
+    if not last.exists():   # a new average starts at the model (load_checkpoint restores or restarts it)
         average.load_state_dict(model.state_dict())
         state["averaged_steps"] = 0
     state["validation"] = VALIDATION
