@@ -33,31 +33,19 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.bench.lossless import list_inputs
+from edge.bench.masks import load_mask
 from edge.codec import jpegexact
 from edge.codec.container import encode_bundle
-from edge.bench.masks import load_mask
 from edge.codec.imageio import read_image
 from edge.codec.metadata import source_metadata_from_bytes
 from edge.codec.patches import PatchGrid, blade_cells, cells_to_mask
 from edge.codec.photo import Coders, CodingSettings, compress_pixels, decompress_bundle
 from edge.errors import EdgeError, InputError, ModelError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg"}
+JPEG_SUFFIXES = {".jpg", ".jpeg"}
 FLOOR_RATIO = 2.5
 FLOOR_BLADE_FRACTION = 0.40
-
-
-def list_inputs(names: list[str]) -> list[Path]:
-    paths: list[Path] = []
-    for name in names:
-        path = Path(name)
-        if path.is_dir():
-            paths += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif path.is_file():
-            paths.append(path)
-        else:
-            raise InputError("no such image or folder", name)
-    return paths
 
 
 def load_coders(folder: Path) -> tuple[Coders, bool, bool]:
@@ -242,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.add_bitswap:
         if args.json is None or not args.json.exists():
             parser.error("--add-bitswap needs the --json file of an earlier run")
-        add_bitswap_column(args.json, list_inputs(args.images), args.masks)
+        add_bitswap_column(args.json, list_inputs(args.images, JPEG_SUFFIXES), args.masks)
         return 0
     settings = CodingSettings(mode="roi", blade=jpegexact.CODER, bg_quality=args.bg_quality)
     rows = []
@@ -256,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                         "proxy": None if shipped else f"AVIF quality {args.proxy_quality} over the lossy patches",
                         "bitswap_weights": bitswap, "jxl_effort": args.jxl_effort}
         done = previous_rows(args.json, run_settings) if args.resume else {}
-        for path in list_inputs(args.images):
+        for path in list_inputs(args.images, JPEG_SUFFIXES):
             if path.name in done:
                 rows.append(done[path.name])
                 continue

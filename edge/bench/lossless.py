@@ -46,12 +46,13 @@ def classical_codecs() -> dict:
     }
 
 
-def list_inputs(paths: list[str]) -> list[Path]:
+def list_inputs(paths: list[str], suffixes: set[str] = IMAGE_SUFFIXES) -> list[Path]:
+    """The given files, and the images (by suffix) in the given folders."""
     out: list[Path] = []
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            out += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            out += sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes)
         elif path.is_file():
             out.append(path)
         else:
