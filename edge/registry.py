@@ -57,6 +57,25 @@ def weights_sha256(path: Path) -> str:
         raise ModelError(f"cannot read weights {path}: {error.strerror}; reinstall the package") from None
 
 
+def write_weights_file(payload: dict, path: Path) -> str:
+    """Save a weights payload to ``path`` atomically; the file's SHA-256.
+
+    Saved through a buffer: torch.save names the zip archive inside after the file it writes
+    to, so exporting the same weights to another file name would change their hash.
+    """
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(buffer.getvalue())
+    tmp.replace(path)
+    return hashlib.sha256(buffer.getvalue()).hexdigest()
+
+
 def load_model(name: str, expected_sha256: str | None = None):
     """Load a registered model; with ``expected_sha256`` refuse weights that differ."""
     spec = get_spec(name)

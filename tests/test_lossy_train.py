@@ -69,6 +69,16 @@ def test_the_weight_average_is_checkpointed_validated_and_exported(tmp_path):
     exported = coder.model.state_dict()[name].float()
     assert torch.allclose(exported, best["model"][name].half().float())
 
+    # --export-from last (or a kept copy of a checkpoint) writes that checkpoint's average.
+    kept = tmp_path / "kept-step5.pt"
+    kept.write_bytes((run / "last.pt").read_bytes())
+    for source in ("last", str(kept)):
+        export_checkpoint(run, tmp_path / "from-last.pt", source)
+        exported = load_coder(tmp_path / "from-last.pt").model.state_dict()[name].float()
+        assert torch.allclose(exported, resumed["average"][name].half().float())
+    with pytest.raises(InputError, match="--export-from nowhere.pt"):
+        export_checkpoint(run, tmp_path / "x.pt", "nowhere.pt")
+
 
 def test_update_average_moves_a_fraction_of_the_way():
     model, average = HyperpriorEASN(LossyConfig(**TINY)), HyperpriorEASN(LossyConfig(**TINY))
@@ -132,7 +142,9 @@ def test_exported_weights_code_every_level(tmp_path):
     model = HyperpriorEASN(LossyConfig(**TINY, levels=2))
     optimizer = torch.optim.Adam(model.parameters())
     save_checkpoint(run / "last.pt", model, optimizer, {"step": 7}, model.config)
-    export_checkpoint(run, tmp_path / "tiny.pt")
+    digest = export_checkpoint(run, tmp_path / "tiny.pt")
+    # The hash (which bundles record) depends on the weights only, not on the file's name.
+    assert export_checkpoint(run, tmp_path / "other-name.pt") == digest
 
     coder = load_coder(tmp_path / "tiny.pt")
     assert coder.levels == 2

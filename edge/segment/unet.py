@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge.errors import ModelError
+from edge.registry import write_weights_file
 
 # Normalisation of the RGB input (ImageNet statistics; any fixed values would do).
 RGB_MEAN = (0.485, 0.456, 0.406)
@@ -125,7 +126,7 @@ def predict_probability(model: BUNetV2, rgb: np.ndarray, flips: bool = True) -> 
 def save_weights(model: BUNetV2, path: Path) -> None:
     """Write the weights as a small fp16 state dict plus the config."""
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
-    torch.save({"config": asdict(model.config), "state_dict": state}, path)
+    write_weights_file({"config": asdict(model.config), "state_dict": state}, path)
 
 
 def load_weights(path: Path) -> BUNetV2:

@@ -25,15 +25,24 @@ def add_run_arguments(parser: argparse.ArgumentParser, run_dir: str, crop: int, 
     parser.add_argument("--save-minutes", type=float, default=5.0, help="checkpoint at least this often")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--export", type=Path, metavar="WEIGHTS",
-                        help="do not train: write the best (else last) checkpoint of --run-dir as shipped "
+                        help="do not train: write a checkpoint of --run-dir (see --export-from) as shipped "
                              "weights (fp16 + entropy tables) to this file")
+    parser.add_argument("--export-from", default="best", metavar="best|last|FILE",
+                        help="which checkpoint --export writes: the run's best (else its last), its last, "
+                             "or a checkpoint file (a kept copy)")
 
 
-def checkpoint_to_export(run_dir: Path) -> tuple[Path, dict]:
-    """The run's best validation checkpoint, else its last one: (path, its contents)."""
-    path = run_dir / "best.pt" if (run_dir / "best.pt").exists() else run_dir / "last.pt"
-    if not path.exists():
-        raise InputError("no checkpoint to export (best.pt or last.pt)", str(run_dir))
+def checkpoint_to_export(run_dir: Path, source: str = "best") -> tuple[Path, dict]:
+    """The checkpoint to export, (path, its contents): ``source`` is "best" (the run's best
+    validation checkpoint, else its last one), "last", or the path of a checkpoint file."""
+    if source == "best":
+        path = run_dir / "best.pt" if (run_dir / "best.pt").exists() else run_dir / "last.pt"
+    elif source == "last":
+        path = run_dir / "last.pt"
+    else:
+        path = Path(source)
+    if not path.is_file():
+        raise InputError(f"no checkpoint to export (--export-from {source})", str(path))
     return path, torch.load(path, map_location="cpu", weights_only=False)
 
 

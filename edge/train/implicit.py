@@ -62,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.export:
-        digest = export_checkpoint(args.run_dir, args.export)
+        digest = export_checkpoint(args.run_dir, args.export, args.export_from)
         print(f"{args.export}: sha256 {digest}")
         return 0
     config = ImplicitConfig(n=args.n, m=args.m, explicit=args.explicit)
@@ -359,11 +359,11 @@ def train_implicit(data_dir: Path, run_dir: Path, config: ImplicitConfig, steps:
     return last
 
 
-def export_checkpoint(run_dir: Path, weights: Path) -> str:
-    """Shipped weights from a training run's best checkpoint (or its last); returns their SHA-256."""
+def export_checkpoint(run_dir: Path, weights: Path, source: str = "best") -> str:
+    """Shipped weights from the checkpoint ``source`` names (:func:`checkpoint_to_export`); their SHA-256."""
     from edge.codec.implicit.weights import export_weights
 
-    path, checkpoint = checkpoint_to_export(run_dir)
+    path, checkpoint = checkpoint_to_export(run_dir, source)
     model = ImplicitROI(ImplicitConfig(**checkpoint["config"]))
     model.load_state_dict(checkpoint["model"])
     state = checkpoint["state"]

@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.export:
-        digest = export_checkpoint(args.run_dir, args.export)
+        digest = export_checkpoint(args.run_dir, args.export, args.export_from)
         print(f"{args.export}: sha256 {digest}")
         return 0
     train_lossy(
@@ -312,11 +312,11 @@ def add_levels(checkpoint: dict, levels: int, parameter_names: list[str]) -> int
     return levels - old
 
 
-def export_checkpoint(run_dir: Path, weights: Path) -> str:
-    """Shipped weights from the run's best checkpoint (or its last one); returns their SHA-256."""
+def export_checkpoint(run_dir: Path, weights: Path, source: str = "best") -> str:
+    """Shipped weights from the checkpoint ``source`` names (:func:`checkpoint_to_export`); their SHA-256."""
     from edge.codec.lossy.weights import export_weights
 
-    path, checkpoint = checkpoint_to_export(run_dir)
+    path, checkpoint = checkpoint_to_export(run_dir, source)
     model = HyperpriorEASN(LossyConfig(**checkpoint["config"]))
     model.load_state_dict(checkpoint.get("average", checkpoint["model"]))   # best.pt's model is the average
     info = {"checkpoint": path.name, "step": checkpoint["state"]["step"], "validation": checkpoint.get("metrics")}

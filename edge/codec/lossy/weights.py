@@ -14,6 +14,7 @@ from edge.codec.lossy.coder import PATCH_SIZE, LossyCoder
 from edge.codec.lossy.model import HyperpriorEASN, LossyConfig
 from edge.codec.lossy.tables import EntropyTables, build_tables
 from edge.errors import ModelError
+from edge.registry import write_weights_file
 
 FORMAT = "edge-lossy-weights-v1"
 
@@ -35,11 +36,7 @@ def write_weights(model, rebuild, format_name: str, path: Path, extra: dict | No
     tables = build_tables(rounded.prior_z)
     payload = {"format": format_name, "config": dict(model.config.__dict__), "state_dict": half,
                "tables": tables.to_state(), "info": extra or {}}
-    path = Path(path)
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return write_weights_file(payload, path)
 
 
 def read_weights(path: Path, format_name: str, label: str) -> tuple[dict, str]:
