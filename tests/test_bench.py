@@ -14,6 +14,7 @@ from scipy.ndimage import gaussian_filter
 
 from edge.bench.baselines import lowest_step, region_quality
 from edge.bench.cli import main
+from edge.bench.compare import compare_results
 from edge.bench.msssim import MIN_SIDE, ms_ssim, ssim
 from edge.bench.report import render, summarize
 from edge.bench.runner import load_result
@@ -128,6 +129,26 @@ def test_resume_keeps_the_photos_already_measured(bench):
     assert code == 0
     after = load_result(bench["root"] / "out.json")
     assert after["images"] == before["images"] and after["started"] == before["started"]
+
+
+@pytest.mark.slow
+def test_a_rerun_gives_the_same_rates_and_a_changed_one_is_caught(bench):
+    root = bench["root"]
+    argv = [a if a != str(root / "out.json") else str(root / "rerun.json") for a in bench["argv"]]
+    code, text = run_cli(argv + ["--compare", str(root / "out.json")])
+    assert "verdict: same rates and quality within noise" in text and code == 0
+    comparison = compare_results(bench["result"], load_result(root / "rerun.json"))
+    assert comparison["same_settings"] and comparison["common_images"] == ["p0.jpg", "p1.jpg"]
+    assert comparison["numbers_checked"] > 50 and comparison["time_ratio"]["median"] > 0
+
+    changed = json.loads((root / "out.json").read_text())
+    changed["images"][1]["modes"]["lossy-roi"]["bytes"]["bundle"] += 200     # a few percent more
+    changed["images"][0]["modes"]["lossless-roi"]["blade_exact"] = False
+    (root / "changed.json").write_text(json.dumps(changed))
+    code, text = run_cli(["--from-json", str(root / "changed.json"), "--compare", str(root / "out.json")])
+    assert code == 3 and "verdict: the runs differ" in text
+    differing = {(d["image"], d["number"]) for d in compare_results(bench["result"], changed)["differences"]}
+    assert differing == {("p1.jpg", "lossy-roi bundle bytes"), ("p0.jpg", "lossless-roi blade exact")}
 
 
 def test_drawn_masks_without_segmentation(tmp_path):

@@ -3,6 +3,7 @@
     edge-bench IMAGES_OR_FOLDERS... [--masks DIR | --draw-masks] [--modes lossy-roi,lossless-roi] [--json OUT]
                [--plots DIR] [--crop N] [--limit N] [--resume] [--link-mbps 2] [--flight-photos 400]
     edge-bench --from-json OUT [--plots DIR] [--link-mbps ...]     # re-render tables and plots
+    edge-bench ... --json RERUN --compare OUT    # rerun: same rates and quality within noise? (exit 3 if not)
 
 Masks come from ``--masks DIR`` (DIR/STEM.png, non-zero = blade), from ``--draw-masks`` (a
 colour heuristic, for photos without drawn masks) or, without either, from the shipped BU-Netv2
@@ -40,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="keep the photos --json already holds for these settings")
     p.add_argument("--plots", type=Path, help="write rd.png, stages.png and uplink.png into this folder")
     p.add_argument("--from-json", type=Path, help="re-render the tables (and --plots) of a saved result")
+    p.add_argument("--compare", type=Path, metavar="EARLIER_JSON",
+                   help="then compare this result's rates, sizes and quality with an earlier one "
+                        "(exit status 3 when they differ beyond noise)")
     p.add_argument("--limit", type=int, default=0, help="only the first N photos (0: all)")
     p.add_argument("--crop", type=int, default=0, help="code a square of N pixels, see --crop-at (0: the whole photo)")
     p.add_argument("--crop-at", choices=("centre", "blade"), default="centre",
@@ -187,13 +191,23 @@ def render_outputs(result: dict, args, flight: Flight | None) -> None:
         print(f"json: {args.json}")
 
 
+def compare_with_earlier(result: dict, args) -> int:
+    """Print the comparison with ``--compare``; the exit status (3: the runs differ)."""
+    from edge.bench.compare import compare_results, format_comparison
+    from edge.bench.runner import load_result
+
+    comparison = compare_results(load_result(args.compare), result)
+    print(format_comparison(comparison, str(args.compare), str(args.from_json or args.json or "this run")))
+    return 0 if comparison["same"] else 3
+
+
 def run(args) -> int:
     if args.from_json:
         from edge.bench.runner import load_result
 
         result = load_result(args.from_json)
         render_outputs(result, args, flight_from(args, result.get("settings", {}).get("flight")))
-        return 0
+        return compare_with_earlier(result, args) if args.compare else 0
     if not args.images:
         raise InputError("give photos or folders to measure (or --from-json)")
     import torch
@@ -224,7 +238,7 @@ def run(args) -> int:
         if args.json:
             args.json.write_text(json.dumps(result, indent=1))
     render_outputs(result, args, None)
-    return 0
+    return compare_with_earlier(result, args) if args.compare else 0
 
 
 def backend_speeds(args) -> list[dict]:
