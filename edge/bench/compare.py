@@ -72,12 +72,13 @@ def compare_results(first: dict, second: dict) -> dict:
     rows_first = {row["image"]: row for row in first.get("images", [])}
     rows_second = {row["image"]: row for row in second.get("images", [])}
     common = [name for name in rows_first if name in rows_second]
-    differences, checked, ratios = [], 0, []
+    differences, one_sided, checked, ratios = [], [], 0, []
     for image in common:
         numbers_first, numbers_second = rate_numbers(rows_first[image]), rate_numbers(rows_second[image])
-        for name in sorted(set(numbers_first) | set(numbers_second)):
-            kind, value_first = numbers_first.get(name, (None, None))
-            kind, value_second = numbers_second.get(name, (kind, None))
+        # A number only one run measured (say, the sequential chain of its first photo) is listed, not judged.
+        one_sided += [f"{image}: {name}" for name in sorted(set(numbers_first) ^ set(numbers_second))]
+        for name in sorted(set(numbers_first) & set(numbers_second)):
+            (kind, value_first), (_, value_second) = numbers_first[name], numbers_second[name]
             checked += 1
             if _differs(kind, value_first, value_second):
                 differences.append({"image": image, "number": name, "first": value_first, "second": value_second})
@@ -90,6 +91,7 @@ def compare_results(first: dict, second: dict) -> dict:
         "only_first": [name for name in rows_first if name not in rows_second],
         "only_second": [name for name in rows_second if name not in rows_first],
         "numbers_checked": checked,
+        "measured_in_one_run_only": one_sided,
         "differences": differences,
         "time_ratio": ({"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
                         "stages": len(ratios)} if ratios else None),
@@ -111,6 +113,8 @@ def format_comparison(comparison: dict, first_name: str, second_name: str) -> st
     for difference in comparison["differences"]:
         lines.append(f"    {difference['image']}: {difference['number']}: {difference['first']} -> "
                      f"{difference['second']}")
+    if comparison["measured_in_one_run_only"]:
+        lines.append(f"  measured in one run only (not compared): {'; '.join(comparison['measured_in_one_run_only'])}")
     ratio = comparison["time_ratio"]
     if ratio:
         lines.append(f"  stage times, second / first over {ratio['stages']} stages of 0.5 s or more: "
