@@ -189,6 +189,12 @@ class SegmentationConfig(Section):
     mask_folder: ConfigPath | None = Field(None, description="mask-files: folder of the masks; default the photo's")
     mask_suffix: str = Field(".mask.png", min_length=1, description="mask-files: suffix replacing the photo's")
     weights: ConfigPath | None = Field(None, description="model: BU-Netv2 weights file; default the shipped one")
+    min_blade_fraction: float = Field(
+        0.005, ge=0, le=1, description="model: a mask covering less of the photo than this is taken for a "
+                                       "missed blade (inspection photos show one); see if_no_blade")
+    if_no_blade: Literal["send-source", "background"] = Field(
+        "send-source", description="model: what to do with such a photo: send the original file (a missed "
+                                   "blade keeps every pixel) or code it as background like the mask says")
 
 
 class CodingConfig(Section):

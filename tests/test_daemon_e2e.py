@@ -261,3 +261,46 @@ def test_a_card_pulled_before_coding_is_waited_for(tmp_path, broker, running, mo
     wait_for(lambda: daemon.journal.counts().get("acknowledged") == 3, 40, "every photo acknowledged")
     assert "failed" not in daemon.journal.counts() and len(arrivals(offshore.output.folder)) == 3
     assert "card removed?" in caplog.text
+
+
+# ---------------------------------------------------------------------------- a missed blade
+
+@pytest.mark.parametrize("if_no_blade", ["send-source", "background"])
+def test_a_model_mask_with_almost_no_blade_sends_the_source_file(tmp_path, broker, running, caplog, if_no_blade):
+    """segmentation.mode model: a photo whose mask holds less blade than min_blade_fraction
+    is taken for a missed blade and sent whole (unless if_no_blade says background)."""
+    edge = edge_config(tmp_path, broker.port, coding={"mode": "roi"},
+                       segmentation={"mode": "model", "min_blade_fraction": 0.01, "if_no_blade": if_no_blade})
+    card = edge.watch.folders[0]
+
+    def segmenter(paths):     # photo 0: its blade band; photo 1: a speck (0.3 %); photo 2: nothing
+        masks = []
+        for path in paths:
+            index = int(path.stem.split("_")[1])
+            mask = photo_pixels(index)[1] if index == 0 else np.zeros(photo_pixels(index)[1].shape, bool)
+            if index == 1:
+                mask[:10, :24] = True
+            masks.append(mask)
+        return masks
+
+    offshore = offshore_config(tmp_path, broker.port)
+    running(Subscriber(offshore))
+    daemon = running(EdgeDaemon(edge, segmenter=segmenter))
+    photos = [write_photo(card, index) for index in range(3)]
+    sources = {path.name: path.read_bytes() for path in photos}
+    wait_for(lambda: daemon.journal.counts().get("acknowledged") == 3, 60, "every photo acknowledged")
+    sent_whole = {name: record.sent_source for name, record in journal_states(edge).items()}
+    if if_no_blade == "send-source":
+        assert sent_whole == {"DJI_0000.JPG": False, "DJI_0001.JPG": True, "DJI_0002.JPG": True}
+        assert caplog.text.count("in case it missed the blade") == 2
+    else:
+        assert not any(sent_whole.values()) and "in case it missed the blade" not in caplog.text
+    received = arrivals(offshore.output.folder)
+    assert sorted(arrival["source"] for arrival in received) == sorted(sources)
+    for arrival in received:                            # the photos sent whole arrive as the camera's files
+        image = offshore.output.folder / arrival["image"]
+        sidecar = json.loads(image.with_suffix(".json").read_text())
+        if sent_whole[arrival["source"]]:
+            assert (image.parent / sidecar["source_file"]).read_bytes() == sources[arrival["source"]]
+        else:
+            assert sidecar["source_file"] is None and sidecar["regions"][0]["coder"] != "source-file"

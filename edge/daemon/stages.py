@@ -16,8 +16,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from edge.codec.imageio import decode_image_bytes
 from edge.codec.metadata import source_metadata_from_bytes
+from edge.codec.sourcefile import CODER as SOURCE_FILE
 from edge.config import EdgeConfig
 from edge.daemon.coding import Coder, CodedPhoto, code_photo
 from edge.daemon.grouping import GroupMember, SurfaceGrouper, capture_time_from_exif
@@ -270,7 +273,7 @@ class Coding(Stage):
         fallback_for = record.bundle_id if record.fallback and record.bundle_id else ""
         started = time.perf_counter()
         try:
-            coded = self._code(source, mask, fallback_for)
+            coded = self._code(source, mask, fallback_for, self._blade_missed(source, mask))
         except InputError as error:
             target = quarantine_file(source, self.config.quarantine_folder, str(error), record.sha256)
             self.journal.set_state(photo_id, "failed", reason=f"quarantined: {error}")
@@ -283,12 +286,31 @@ class Coding(Stage):
                  ", source file" if coded.sent_source else "", time.perf_counter() - started)
         put(self.to_spool, (photo_id, coded), self.stop_event)
 
-    def _code(self, source: Path, mask, fallback_for: str) -> CodedPhoto:
-        """Code the photo; if the codec fails (the photo decoded fine at intake, so it is not the
-        photo's fault: no mask, a model missing ...) send the file itself. Only when that fails
-        too is the photo unusable (InputError: quarantine)."""
+    def _blade_missed(self, source: Path, mask) -> bool:
+        """Whether the model's mask holds so little blade that the model more likely missed it.
+
+        Inspection photos show a blade; coded with an (almost) empty mask, a missed blade would
+        arrive at background quality. Masks from files are the user's word and are not second-guessed.
+        """
+        segmentation = self.config.segmentation
+        if (mask is None or segmentation.mode != "model" or segmentation.if_no_blade != "send-source"
+                or self.config.coding.mode in (SOURCE_FILE, "lossy", "lossless")):   # modes that ignore masks
+            return False
+        fraction = float(np.count_nonzero(mask)) / mask.size
+        if fraction >= segmentation.min_blade_fraction:
+            return False
+        log.warning("%s: the segmentation found blade in %.2f %% of the photo (segmentation.min_blade_fraction "
+                    "is %.2f %%): sending the source file, in case it missed the blade", source.name,
+                    100 * fraction, 100 * segmentation.min_blade_fraction)
+        return True
+
+    def _code(self, source: Path, mask, fallback_for: str, send_source: bool = False) -> CodedPhoto:
+        """Code the photo (or send the file itself with ``send_source``); if the codec fails (the
+        photo decoded fine at intake, so it is not the photo's fault: no mask, a model missing ...)
+        send the file itself. Only when that fails too is the photo unusable (InputError: quarantine)."""
         try:
-            return code_photo(source, mask, self.coder, self.settings, self.config.coding, fallback_for)
+            return code_photo(source, mask, self.coder, self.settings, self.config.coding, fallback_for,
+                              send_source)
         except Exception as error:
             if fallback_for:
                 raise
