@@ -73,6 +73,7 @@ def test_runs_end_to_end_and_writes_json_and_plots(bench):
     assert result["complete"] and [row["image"] for row in result["images"]] == ["p0.jpg", "p1.jpg"]
     for index, row in enumerate(result["images"]):
         assert row["mask_source"] == "file" and 0 < row["blade_fraction"] < 1
+        assert set(row["load_average"]) == {"start", "end"} and row["load_average"]["end"] >= 0
         # The shipped BU-Netv2 ran too: timed, and compared with the mask that was coded.
         assert row["stages"]["seg_unet"] > 0 and 0 <= row["segmentation_agreement"]["f1"] <= 1
         lossy, lossless = row["modes"]["lossy-roi"], row["modes"]["lossless-roi"]
@@ -104,6 +105,7 @@ def test_runs_end_to_end_and_writes_json_and_plots(bench):
         assert (bench["root"] / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Uplink: 400 full-size photos in 15 min over 2 Mbit/s" in bench["text"]
     assert "seg F1" in bench["text"] and result["settings"]["segmentation"] is True
+    assert "machine load (1-min average) at the start and end of each photo" in bench["text"]
     assert "no common range" in bench["text"]
 
 

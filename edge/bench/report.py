@@ -260,6 +260,11 @@ def render(result: dict, flight: Flight | None = None) -> str:
              f"settings: crop {settings.get('crop')}, bg quality {settings.get('bg_quality')}, "
              f"blade quality {settings.get('blade_quality') if settings.get('blade_quality') is not None else 'auto'}"
              f" (>= {settings.get('blade_psnr')} dB), masks: {settings.get('masks')}"]
+    loads = [value for row in rows for value in row.get("load_average", {}).values()]
+    if loads:
+        parts.append(f"machine load (1-min average) at the start and end of each photo: min {min(loads):.1f}, "
+                     f"median {statistics.median(loads):.1f}, max {max(loads):.1f} on {machine.get('cores', '?')} "
+                     f"cores (times stretch when it exceeds the benchmark's own threads)")
 
     modes = list(summary["modes"])
     agreement = any("segmentation_agreement" in row for row in rows)   # the model's mask next to the coded one

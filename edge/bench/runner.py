@@ -84,7 +84,10 @@ def run_benchmark(paths: list[Path], options: BenchOptions, models: BenchModels,
             continue
         report = (lambda stage, name=Path(path).name, count=len(result["images"]):
                   progress(name, count, stage)) if progress else None
+        load_before = os.getloadavg()[0]
         row = measure_image(Path(path), options, models, index=index, progress=report)
+        # Other jobs on the machine stretch every time; the load says how much the times can be trusted.
+        row["load_average"] = {"start": load_before, "end": os.getloadavg()[0]}
         result["images"].append(finite(row))
         _save(result, json_path)
         if progress:
