@@ -75,7 +75,7 @@ def run_benchmark(paths: list[Path], options: BenchOptions, models: BenchModels,
               "started": time.strftime("%Y-%m-%d %H:%M:%S %z"), "complete": False, "images": []}
     if resume and json_path is not None and Path(json_path).exists():
         previous = load_result(json_path)
-        if previous.get("settings", {}).get("key") == settings["key"]:
+        if previous.get("settings", {}).get("key") == settings["key"] and previous["images"]:
             result["images"] = previous["images"]
             result["started"] = previous.get("started", result["started"])
     done = {row["path"] for row in result["images"]}
