@@ -58,6 +58,9 @@ def test_fp16_weights_round_trip(tmp_path):
     assert loaded.config == model.config
     photo = random_photo(1)
     np.testing.assert_allclose(predict_probability(loaded, photo), predict_probability(model, photo), atol=2e-3)
+    # The file's bytes (and so the hash a registry would pin) do not depend on its name.
+    save_weights(model, tmp_path / "bunetv2.pt")
+    assert (tmp_path / "bunetv2.pt").read_bytes() == (tmp_path / "w.pt").read_bytes()
 
 
 def test_class_weights_favour_the_rare_class_and_average_one():
