@@ -10,9 +10,9 @@ import torch
 
 from edge.codec.lossy.model import HyperpriorEASN, LossyConfig
 from edge.codec.lossy.weights import export_weights, load_coder
-from edge.errors import InputError
+from edge.errors import ConfigError, InputError
 from edge.synth import render_frame
-from edge.train.common import save_checkpoint
+from edge.train.common import exclusive_run, save_checkpoint
 from edge.train.data import colour_jitter
 from edge.train.lossy import export_checkpoint, train_lossy, update_average
 
@@ -49,6 +49,17 @@ def test_trains_checkpoints_and_resumes(tmp_path):
     assert [r["step"] for r in records] == [2, 4]
     assert set(records[-1]["val"]) == {str(level) for level in range(LossyConfig().levels)}
     assert set(records[-1]["val_colour"]) == set(records[-1]["val"])
+
+
+def test_a_second_run_on_the_same_folder_is_refused(tmp_path):
+    """Two runs on one folder would overwrite each other's checkpoints."""
+    data, run = _images(tmp_path / "images"), tmp_path / "run"
+    with exclusive_run(run):                       # a first run holds the folder
+        with pytest.raises(ConfigError, match="another training run uses"):
+            _train(data, run, steps=2)
+    assert not (run / "last.pt").exists()
+    _train(data, run, steps=2)                     # free again once the first run ends
+    assert (run / "last.pt").exists()
 
 
 def test_the_weight_average_is_checkpointed_validated_and_exported(tmp_path):

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 from pathlib import Path
 
 import torch
 
-from edge.errors import InputError
+from edge.errors import ConfigError, InputError
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, run_dir: str, crop: int, lr: float) -> None:
@@ -52,3 +54,22 @@ def save_checkpoint(path: Path, model, optimizer, state: dict, config, **extra) 
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
                 "config": config.__dict__, **extra}, tmp)
     tmp.replace(path)
+
+
+@contextlib.contextmanager
+def exclusive_run(run_dir: Path, option: str = "--run-dir"):
+    """Hold ``run_dir``'s lock while one training run uses it: a second run on the same folder
+    would overwrite the first one's checkpoints. ConfigError (naming ``option``) if it is taken."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(run_dir / "train.lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise ConfigError(f"another training run uses {run_dir}; stop it or choose another {option}",
+                          option.lstrip("-").replace("-", "_")) from None
+    try:
+        yield
+    finally:
+        lock.close()

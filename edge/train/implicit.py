@@ -36,7 +36,7 @@ from edge.codec.implicit.model import LAMBDAS, ImplicitConfig, ImplicitROI, gaus
 from edge.codec.lossy.model import LIKELIHOOD_MIN
 from edge.errors import EdgeError, InputError
 from edge.segment.dataset import is_held_out, list_frames, read_mask, read_rgb
-from edge.train.common import add_run_arguments, checkpoint_to_export, save_checkpoint
+from edge.train.common import add_run_arguments, checkpoint_to_export, exclusive_run, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -277,86 +277,87 @@ def train_implicit(data_dir: Path, run_dir: Path, config: ImplicitConfig, steps:
                    bg_weight: float, val_every: int, save_minutes: float, seed: int) -> Path:
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    train_pairs, val_pairs = load_pairs(data_dir, scale)
-    train_pairs += synthetic_pairs(synthetic, run_dir / "synthetic.npz")
-    log.info("implicit training (%s): %d training and %d held-out frames",
-             "explicit" if config.explicit else "implicit", len(train_pairs), len(val_pairs))
-    sampler = CropSampler(train_pairs, crop, seed)
-    val_x, val_mask = validation_crops(val_pairs)
-    features = RandomFeatures()
+    with exclusive_run(run_dir):
+        train_pairs, val_pairs = load_pairs(data_dir, scale)
+        train_pairs += synthetic_pairs(synthetic, run_dir / "synthetic.npz")
+        log.info("implicit training (%s): %d training and %d held-out frames",
+                 "explicit" if config.explicit else "implicit", len(train_pairs), len(val_pairs))
+        sampler = CropSampler(train_pairs, crop, seed)
+        val_x, val_mask = validation_crops(val_pairs)
+        features = RandomFeatures()
 
-    model = ImplicitROI(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    state = {"step": 0, "best_score": float("inf"), "lr": lr, "seconds": 0.0}
-    last = run_dir / "last.pt"
-    if last.exists():
-        checkpoint = torch.load(last, map_location="cpu", weights_only=False)
-        if checkpoint["config"] != config.__dict__:
-            raise InputError(f"checkpoint was trained with {checkpoint['config']}, not {config.__dict__}", str(last))
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        state = checkpoint["state"]
-        log.info("resumed from %s at step %d", last, state["step"])
-    for group in optimizer.param_groups:
-        group["lr"] = state["lr"]
+        model = ImplicitROI(config)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        state = {"step": 0, "best_score": float("inf"), "lr": lr, "seconds": 0.0}
+        last = run_dir / "last.pt"
+        if last.exists():
+            checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+            if checkpoint["config"] != config.__dict__:
+                raise InputError(f"checkpoint was trained with {checkpoint['config']}, not {config.__dict__}",
+                                 str(last))
+            model.load_state_dict(checkpoint["model"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            state = checkpoint["state"]
+            log.info("resumed from %s at step %d", last, state["step"])
+        for group in optimizer.param_groups:
+            group["lr"] = state["lr"]
 
-    lambdas = torch.tensor(LAMBDAS)
-    log_file = (run_dir / "train.log.jsonl").open("a")
-    started = time.monotonic()
-    last_save = started
-    running = None
-    bar = tqdm(total=steps, initial=state["step"], desc="implicit", mininterval=30, smoothing=0.05)
-    while state["step"] < steps and not (minutes and time.monotonic() - started > minutes * 60):
-        step_started = time.monotonic()
-        x, mask = sampler.batch(batch)
-        levels = torch.randint(0, config.levels, (batch,))
-        bpp, distortion, parts = loss_terms(model, features, x, mask, levels, bg_weight, bf16)
-        loss = (bpp + lambdas[levels] * 255**2 * distortion).mean()
-        if not torch.isfinite(loss) or (running is not None and loss.item() > 50 * running):
-            log.warning("step %d: loss %.3g blew up; reloading the last checkpoint, halving the lr",
-                        state["step"], loss.item())
-            if last.exists():
-                checkpoint = torch.load(last, map_location="cpu", weights_only=False)
-                model.load_state_dict(checkpoint["model"])
-                optimizer.load_state_dict(checkpoint["optimizer"])
-            state["lr"] /= 2
-            if state["lr"] < lr / 1000:
-                raise TrainingError(f"training keeps blowing up (lr now {state['lr']:.2g}); "
-                                    f"inspect {run_dir} and restart with a lower --lr")
-            for group in optimizer.param_groups:
-                group["lr"] = state["lr"]
-            running = None
-            continue
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        state["step"] += 1
-        state["seconds"] += time.monotonic() - step_started
-        bar.update(1)
-        bar.set_postfix(loss=f"{running:.3f}", bpp=f"{bpp.mean().item():.3f}", refresh=False)
+        lambdas = torch.tensor(LAMBDAS)
+        log_file = (run_dir / "train.log.jsonl").open("a")
+        started = time.monotonic()
+        last_save = started
+        running = None
+        bar = tqdm(total=steps, initial=state["step"], desc="implicit", mininterval=30, smoothing=0.05)
+        while state["step"] < steps and not (minutes and time.monotonic() - started > minutes * 60):
+            step_started = time.monotonic()
+            x, mask = sampler.batch(batch)
+            levels = torch.randint(0, config.levels, (batch,))
+            bpp, distortion, parts = loss_terms(model, features, x, mask, levels, bg_weight, bf16)
+            loss = (bpp + lambdas[levels] * 255**2 * distortion).mean()
+            if not torch.isfinite(loss) or (running is not None and loss.item() > 50 * running):
+                log.warning("step %d: loss %.3g blew up; reloading the last checkpoint, halving the lr",
+                            state["step"], loss.item())
+                if last.exists():
+                    checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+                    model.load_state_dict(checkpoint["model"])
+                    optimizer.load_state_dict(checkpoint["optimizer"])
+                state["lr"] /= 2
+                if state["lr"] < lr / 1000:
+                    raise TrainingError(f"training keeps blowing up (lr now {state['lr']:.2g}); "
+                                        f"inspect {run_dir} and restart with a lower --lr")
+                for group in optimizer.param_groups:
+                    group["lr"] = state["lr"]
+                running = None
+                continue
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+            state["step"] += 1
+            state["seconds"] += time.monotonic() - step_started
+            bar.update(1)
+            bar.set_postfix(loss=f"{running:.3f}", bpp=f"{bpp.mean().item():.3f}", refresh=False)
 
-        if state["step"] % val_every == 0:
-            metrics = validate(model, val_x, val_mask)
-            # One score: ROI PSNR is what we sell, bits are what it costs.
-            score = sum(m["bpp"] * 10 - m["roi_psnr"] for m in metrics.values()) / len(metrics)
-            record = {"step": state["step"], "time": time.time(), "train_seconds": round(state["seconds"]),
-                      "loss": running, "lr": state["lr"], **parts, "val": metrics}
-            log_file.write(json.dumps(record) + "\n")
-            log_file.flush()
-            log.info("step %d loss %.4f val %s", state["step"], running, metrics)
-            if score < state["best_score"]:
-                state["best_score"] = score
-                torch.save({"model": model.state_dict(), "config": config.__dict__, "state": state,
-                            "metrics": metrics}, run_dir / "best.pt")
-        if time.monotonic() - last_save > save_minutes * 60 or state["step"] == steps:
-            save_checkpoint(last, model, optimizer, state, config)
-            last_save = time.monotonic()
-    save_checkpoint(last, model, optimizer, state, config)
-    bar.close()
-    return last
+            if state["step"] % val_every == 0:
+                metrics = validate(model, val_x, val_mask)
+                # One score: ROI PSNR is what we sell, bits are what it costs.
+                score = sum(m["bpp"] * 10 - m["roi_psnr"] for m in metrics.values()) / len(metrics)
+                record = {"step": state["step"], "time": time.time(), "train_seconds": round(state["seconds"]),
+                          "loss": running, "lr": state["lr"], **parts, "val": metrics}
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+                log.info("step %d loss %.4f val %s", state["step"], running, metrics)
+                if score < state["best_score"]:
+                    state["best_score"] = score
+                    torch.save({"model": model.state_dict(), "config": config.__dict__, "state": state,
+                                "metrics": metrics}, run_dir / "best.pt")
+            if time.monotonic() - last_save > save_minutes * 60 or state["step"] == steps:
+                save_checkpoint(last, model, optimizer, state, config)
+                last_save = time.monotonic()
+        save_checkpoint(last, model, optimizer, state, config)
+        bar.close()
+        return last
 
 
 def export_checkpoint(run_dir: Path, weights: Path, source: str = "best") -> str:

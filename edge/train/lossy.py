@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from edge.codec.lossy.model import LAMBDAS, LIKELIHOOD_MIN, HyperpriorEASN, LossyConfig, gaussian_likelihood
 from edge.errors import EdgeError, InputError
-from edge.train.common import add_run_arguments, checkpoint_to_export, save_checkpoint
+from edge.train.common import add_run_arguments, checkpoint_to_export, exclusive_run, save_checkpoint
 from edge.train.data import colour_jitter, list_images, random_crop, read_rgb, split_paths
 
 log = logging.getLogger(__name__)
@@ -154,94 +154,94 @@ def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int,
                 seed: int, init_from: Path | None = None, colour: bool = True) -> Path:
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    paths = [p for folder in data_dirs for p in list_images(folder)]
-    train_paths, val_paths = split_paths(paths)
-    if not val_paths:  # folders without a known scene split: hold out every 10th image
-        train_paths, val_paths = [p for i, p in enumerate(paths) if i % 10], paths[::10]
-    log.info("lossy training: %d training and %d validation images", len(train_paths), len(val_paths))
-    sampler = CropSampler(train_paths, crop, seed, colour)
-    val_crops = fixed_validation_crops(val_paths, 256)
-    val_colour = recoloured(val_crops)
+    with exclusive_run(run_dir):
+        paths = [p for folder in data_dirs for p in list_images(folder)]
+        train_paths, val_paths = split_paths(paths)
+        if not val_paths:  # folders without a known scene split: hold out every 10th image
+            train_paths, val_paths = [p for i, p in enumerate(paths) if i % 10], paths[::10]
+        log.info("lossy training: %d training and %d validation images", len(train_paths), len(val_paths))
+        sampler = CropSampler(train_paths, crop, seed, colour)
+        val_crops = fixed_validation_crops(val_paths, 256)
+        val_colour = recoloured(val_crops)
 
-    model = HyperpriorEASN(config)
-    average = HyperpriorEASN(config).eval()
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    state = {"step": 0, "best_score": float("inf"), "lr": lr, "history": []}
-    last = run_dir / "last.pt"
-    if last.exists():
-        state, added = load_checkpoint(last, model, optimizer, average)
-        if added or state.get("validation") != VALIDATION:   # scores of other levels or sets do not compare
-            state["best_score"] = float("inf")
-        log.info("resumed from %s at step %d%s", last, state["step"], f" with {added} new levels" if added else "")
-    elif init_from is not None:
-        state["step"] = initialise_from_weights(model, init_from)
-        log.info("started from the weights %s (step %d of their run)", init_from, state["step"])
-    if not last.exists():   # a new average starts at the model (load_checkpoint restores or restarts it)
-        average.load_state_dict(model.state_dict())
-        state["averaged_steps"] = 0
-    state["validation"] = VALIDATION
-    for group in optimizer.param_groups:
-        group["lr"] = state["lr"]
+        model = HyperpriorEASN(config)
+        average = HyperpriorEASN(config).eval()
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        state = {"step": 0, "best_score": float("inf"), "lr": lr, "history": []}
+        last = run_dir / "last.pt"
+        if last.exists():
+            state, added = load_checkpoint(last, model, optimizer, average)
+            if added or state.get("validation") != VALIDATION:   # scores of other levels or sets do not compare
+                state["best_score"] = float("inf")
+            log.info("resumed from %s at step %d%s", last, state["step"], f" with {added} new levels" if added else "")
+        elif init_from is not None:
+            state["step"] = initialise_from_weights(model, init_from)
+            log.info("started from the weights %s (step %d of their run)", init_from, state["step"])
+        if not last.exists():   # a new average starts at the model (load_checkpoint restores or restarts it)
+            average.load_state_dict(model.state_dict())
+            state["averaged_steps"] = 0
+        state["validation"] = VALIDATION
+        for group in optimizer.param_groups:
+            group["lr"] = state["lr"]
 
-    lambdas = torch.tensor(LAMBDAS)
-    log_file = (run_dir / "train.log.jsonl").open("a")
-    started = time.monotonic()
-    last_save = started
-    running = torch.full((config.levels,), float("nan"))  # running loss of each level
-    bar = tqdm(total=steps, initial=state["step"], desc="lossy", mininterval=30, smoothing=0.05)
-    while state["step"] < steps and not (minutes and time.monotonic() - started > minutes * 60):
-        x = sampler.batch(batch)
-        levels = torch.randint(0, config.levels, (batch,))
-        bpp, _, mse_train = rate_distortion(model, x, levels, bf16)
-        sample_losses = bpp + lambdas[levels] * 255**2 * mse_train
-        loss = sample_losses.mean()
-        # Levels' losses differ a hundredfold, so a blow-up is judged against the same level's past.
-        if not torch.isfinite(loss) or bool((sample_losses.detach() > 50 * running[levels]).any()):
-            log.warning("step %d: loss %.3g blew up; reloading the last checkpoint, halving the lr",
-                        state["step"], loss.item())
-            if last.exists():
-                load_checkpoint(last, model, optimizer, average)
-            state["lr"] /= 2
-            if state["lr"] < lr / 1000:
-                raise TrainingError(f"training keeps blowing up (lr now {state['lr']:.2g}); "
-                                    f"inspect {run_dir} and restart with a lower --lr")
-            for group in optimizer.param_groups:
-                group["lr"] = state["lr"]
-            running[:] = float("nan")
-            continue
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        update_average(average, model, state)
-        for level, value in zip(levels.tolist(), sample_losses.detach().tolist()):
-            before = running[level]
-            running[level] = value if torch.isnan(before) else 0.98 * before + 0.02 * value
-        state["step"] += 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{running.nanmean():.3f}", bpp=f"{bpp.mean().item():.3f}", refresh=False)
+        lambdas = torch.tensor(LAMBDAS)
+        log_file = (run_dir / "train.log.jsonl").open("a")
+        started = time.monotonic()
+        last_save = started
+        running = torch.full((config.levels,), float("nan"))  # running loss of each level
+        bar = tqdm(total=steps, initial=state["step"], desc="lossy", mininterval=30, smoothing=0.05)
+        while state["step"] < steps and not (minutes and time.monotonic() - started > minutes * 60):
+            x = sampler.batch(batch)
+            levels = torch.randint(0, config.levels, (batch,))
+            bpp, _, mse_train = rate_distortion(model, x, levels, bf16)
+            sample_losses = bpp + lambdas[levels] * 255**2 * mse_train
+            loss = sample_losses.mean()
+            # Levels' losses differ a hundredfold, so a blow-up is judged against the same level's past.
+            if not torch.isfinite(loss) or bool((sample_losses.detach() > 50 * running[levels]).any()):
+                log.warning("step %d: loss %.3g blew up; reloading the last checkpoint, halving the lr",
+                            state["step"], loss.item())
+                if last.exists():
+                    load_checkpoint(last, model, optimizer, average)
+                state["lr"] /= 2
+                if state["lr"] < lr / 1000:
+                    raise TrainingError(f"training keeps blowing up (lr now {state['lr']:.2g}); "
+                                        f"inspect {run_dir} and restart with a lower --lr")
+                for group in optimizer.param_groups:
+                    group["lr"] = state["lr"]
+                running[:] = float("nan")
+                continue
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            update_average(average, model, state)
+            for level, value in zip(levels.tolist(), sample_losses.detach().tolist()):
+                before = running[level]
+                running[level] = value if torch.isnan(before) else 0.98 * before + 0.02 * value
+            state["step"] += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{running.nanmean():.3f}", bpp=f"{bpp.mean().item():.3f}", refresh=False)
 
-        if state["step"] % val_every == 0:
-            metrics, colour_metrics = validate(average, val_crops), validate(average, val_colour)
-            # One score across levels and both sets: mean PSNR minus a rate penalty keeps the whole curve honest.
-            both = [*metrics.values(), *colour_metrics.values()]
-            score = sum(m["bpp"] * 10 - m["psnr"] for m in both) / len(both)
-            record = {"step": state["step"], "time": time.time(), "loss": running.nanmean().item(),
-                      "lr": state["lr"], "val": metrics, "val_colour": colour_metrics}
-            log_file.write(json.dumps(record) + "\n")
-            log_file.flush()
-            log.info("step %d loss %.4f val %s", state["step"], running.nanmean().item(), metrics)
-            if score < state["best_score"]:
-                state["best_score"] = score
-                torch.save({"model": average.state_dict(), "config": config.__dict__, "state": state,
-                            "metrics": metrics, "colour_metrics": colour_metrics}, run_dir / "best.pt")
-        if time.monotonic() - last_save > save_minutes * 60 or state["step"] == steps:
-            save_checkpoint(last, model, optimizer, state, config, average=average.state_dict())
-            last_save = time.monotonic()
-    save_checkpoint(last, model, optimizer, state, config, average=average.state_dict())
-    bar.close()
-    return last
+            if state["step"] % val_every == 0:
+                metrics, colour_metrics = validate(average, val_crops), validate(average, val_colour)
+                # One score across levels and both sets: mean PSNR minus a rate penalty keeps the whole curve honest.
+                both = [*metrics.values(), *colour_metrics.values()]
+                score = sum(m["bpp"] * 10 - m["psnr"] for m in both) / len(both)
+                record = {"step": state["step"], "time": time.time(), "loss": running.nanmean().item(),
+                          "lr": state["lr"], "val": metrics, "val_colour": colour_metrics}
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+                log.info("step %d loss %.4f val %s", state["step"], running.nanmean().item(), metrics)
+                if score < state["best_score"]:
+                    state["best_score"] = score
+                    torch.save({"model": average.state_dict(), "config": config.__dict__, "state": state,
+                                "metrics": metrics, "colour_metrics": colour_metrics}, run_dir / "best.pt")
+            if time.monotonic() - last_save > save_minutes * 60 or state["step"] == steps:
+                save_checkpoint(last, model, optimizer, state, config, average=average.state_dict())
+                last_save = time.monotonic()
+        save_checkpoint(last, model, optimizer, state, config, average=average.state_dict())
+        bar.close()
+        return last
 
 
 def load_checkpoint(path: Path, model: HyperpriorEASN, optimizer,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import logging
 import math
@@ -31,6 +30,7 @@ from edge.errors import ConfigError
 from edge.segment.dataset import is_held_out, list_frames, read_mask, read_rgb
 from edge.segment.losses import class_weights, dense_crf_loss, focal_loss
 from edge.segment.unet import RGB_MEAN, RGB_STD, BUNetV2, UNetConfig, network_size, save_weights
+from edge.train.common import exclusive_run
 
 log = logging.getLogger(__name__)
 
@@ -189,25 +189,16 @@ def train(config: SegTrainConfig) -> dict[str, float]:
     torch.set_num_threads(config.threads)
     cv2.setNumThreads(1)
     ckpt_dir = Path(config.ckpt_dir)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    # One run per checkpoint directory: a second one would overwrite the first one's checkpoints.
-    lock = open(ckpt_dir / "train.lock", "w")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.close()
-        raise ConfigError(f"another training run uses {ckpt_dir}; stop it or choose another --ckpt-dir",
-                          "ckpt_dir") from None
-    file_log = logging.FileHandler(ckpt_dir / "train.log")
-    file_log.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    log.addHandler(file_log)
-    log.setLevel(logging.INFO)
-    try:
-        return _train(config, ckpt_dir)
-    finally:
-        log.removeHandler(file_log)
-        file_log.close()
-        lock.close()
+    with exclusive_run(ckpt_dir, "--ckpt-dir"):
+        file_log = logging.FileHandler(ckpt_dir / "train.log")
+        file_log.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        log.addHandler(file_log)
+        log.setLevel(logging.INFO)
+        try:
+            return _train(config, ckpt_dir)
+        finally:
+            log.removeHandler(file_log)
+            file_log.close()
 
 
 def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
