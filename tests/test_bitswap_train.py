@@ -12,6 +12,7 @@ from edge.codec.bitswap.coder import BitswapCoder, load_weights
 from edge.codec.bitswap.model import BitswapConfig, BitswapVAE, bits_per_subpixel
 from edge.errors import ConfigError
 from edge.train import lossless
+from edge.train.common import exclusive_run
 
 
 @pytest.fixture(autouse=True)
@@ -68,6 +69,14 @@ def test_resume_refuses_another_model(data_dir, tmp_path):
     args.width = 8
     with pytest.raises(ConfigError, match="ckpt-dir|ckpt_dir"):
         lossless.run(args)
+
+
+def test_a_second_run_on_the_same_folder_is_refused(data_dir, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    with exclusive_run(ckpt, "--ckpt-dir"):          # a first run holds the folder
+        with pytest.raises(ConfigError, match="another training run uses"):
+            lossless.run(train_args(data_dir, ckpt, 1))
+    assert not (ckpt / "last.pt").exists()
 
 
 def test_elbo_is_finite_and_trains_down():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import logging
 from pathlib import Path
 
 import torch
@@ -73,3 +74,17 @@ def exclusive_run(run_dir: Path, option: str = "--run-dir"):
         yield
     finally:
         lock.close()
+
+
+@contextlib.contextmanager
+def logged_to_file(logger: logging.Logger, path: Path):
+    """Also write ``logger``'s INFO messages, timestamped, to ``path`` (the run's train.log) meanwhile."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from edge.codec.bitswap.model import BitswapConfig, BitswapVAE, bits_per_subpixel
 from edge.errors import ConfigError, InputError
+from edge.train.common import exclusive_run, logged_to_file
 
 log = logging.getLogger(__name__)
 
@@ -187,16 +188,8 @@ def _model_config(config: LosslessTrainConfig) -> BitswapConfig:
 def train(config: LosslessTrainConfig) -> dict[str, float]:
     torch.set_num_threads(config.threads)
     ckpt_dir = Path(config.ckpt_dir)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    file_log = logging.FileHandler(ckpt_dir / "train.log")
-    file_log.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    log.addHandler(file_log)
-    log.setLevel(logging.INFO)
-    try:
+    with exclusive_run(ckpt_dir, "--ckpt-dir"), logged_to_file(log, ckpt_dir / "train.log"):
         return _train(config, ckpt_dir)
-    finally:
-        log.removeHandler(file_log)
-        file_log.close()
 
 
 def _train(config: LosslessTrainConfig, ckpt_dir: Path) -> dict[str, float]:

@@ -30,7 +30,7 @@ from edge.errors import ConfigError
 from edge.segment.dataset import is_held_out, list_frames, read_mask, read_rgb
 from edge.segment.losses import class_weights, dense_crf_loss, focal_loss
 from edge.segment.unet import RGB_MEAN, RGB_STD, BUNetV2, UNetConfig, network_size, save_weights
-from edge.train.common import exclusive_run
+from edge.train.common import exclusive_run, logged_to_file
 
 log = logging.getLogger(__name__)
 
@@ -189,16 +189,8 @@ def train(config: SegTrainConfig) -> dict[str, float]:
     torch.set_num_threads(config.threads)
     cv2.setNumThreads(1)
     ckpt_dir = Path(config.ckpt_dir)
-    with exclusive_run(ckpt_dir, "--ckpt-dir"):
-        file_log = logging.FileHandler(ckpt_dir / "train.log")
-        file_log.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        log.addHandler(file_log)
-        log.setLevel(logging.INFO)
-        try:
-            return _train(config, ckpt_dir)
-        finally:
-            log.removeHandler(file_log)
-            file_log.close()
+    with exclusive_run(ckpt_dir, "--ckpt-dir"), logged_to_file(log, ckpt_dir / "train.log"):
+        return _train(config, ckpt_dir)
 
 
 def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
