@@ -10,7 +10,8 @@ import torch
 from edge.codec.implicit.model import ImplicitConfig, ImplicitROI
 from edge.codec.implicit.weights import load_coder
 from edge.synth import render_frame
-from edge.train.implicit import RandomFeatures, export_checkpoint, loss_terms, to_tensors, train_implicit
+from edge.train.implicit import (CropSampler, RandomFeatures, export_checkpoint, loss_terms, to_tensors,
+                                 train_implicit, validation_crops)
 
 TINY = ImplicitConfig(n=8, m=16, nz=8)
 
@@ -52,5 +53,34 @@ def test_training_resumes_and_exports(tmp_path):
     records = [json.loads(line) for line in (run_dir / "train.log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [2, 4]
     assert set(records[-1]["val"]["0"]) == {"bpp", "roi_psnr", "bg_psnr", "psnr"}
+    assert set(records[-1]["val_colour"]) == set(records[-1]["val"])
     digest = export_checkpoint(run_dir, tmp_path / "w.pt")
     assert load_coder(tmp_path / "w.pt").weights_sha256 == digest
+
+
+def test_training_crops_are_recoloured_and_keep_their_masks():
+    # One brown image: without colour jitter every crop is that brown; with it, the channels
+    # move (other hues, other saturation; none clips) while the grey level and the mask stay.
+    image = np.empty((96, 96, 3), np.uint8)
+    image[:] = (150, 110, 80)
+    mask = np.zeros((96, 96), bool)
+    mask[:, 40:60] = True
+    plain = CropSampler([(image, mask)], 64, seed=3)
+    jittered = CropSampler([(image, mask)], 64, seed=3, colour=True)
+    plain_crops = [plain.one(0) for _ in range(20)]
+    jittered_crops = [jittered.one(0) for _ in range(20)]
+    assert all((crop == (150, 110, 80)).all() for crop, _ in plain_crops)
+    assert any(not (crop == (150, 110, 80)).all() for crop, _ in jittered_crops)
+    for crop, crop_mask in jittered_crops:
+        assert abs(crop.mean() - image.mean()) <= 1
+        assert crop_mask.any() and not crop_mask.all()
+
+
+def test_recoloured_validation_crops_are_fixed_and_masks_unchanged():
+    pairs = [render_frame((160, 128), seed=seed) for seed in range(3)]
+    x, mask = validation_crops(pairs, crop=64, count=3)
+    x_colour, mask_colour = validation_crops(pairs, crop=64, count=3, recolour=True)
+    again, _ = validation_crops(pairs, crop=64, count=3, recolour=True)
+    assert torch.equal(mask, mask_colour)
+    assert not torch.equal(x, x_colour)
+    assert torch.equal(x_colour, again)

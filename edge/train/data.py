@@ -78,3 +78,14 @@ def colour_jitter(crop: np.ndarray, rng: np.random.Generator,
         factor = rng.uniform(*saturation)
         out = np.clip(grey + factor * (out - grey), 0, 255).round().astype(np.uint8)
     return np.ascontiguousarray(out)
+
+
+def recoloured(crops: np.ndarray) -> np.ndarray:
+    """Validation crops (uint8 NHWC) in other colours, the same ones every run (fixed seed):
+    how well a coder keeps colours it rarely sees."""
+    rng = np.random.default_rng(4321)
+    jittered = []
+    for crop in crops:
+        crop = crop[..., rng.permutation(3)]
+        jittered.append(colour_jitter(crop, rng) if rng.random() < 0.5 else crop)
+    return np.stack(jittered)

@@ -3,7 +3,10 @@
 Data: a wta-train style folder (images/ + masks/) and synthetic frames with their blade masks
 (edge.synth). wta-train validation holds out the scenes of edge.segment.dataset.WTA_HELD_OUT.
 Images are kept at ``--scale`` of their size in memory; crops are drawn around the blade
-outline more often than at random, since the outline is where the two decoders meet.
+outline more often than at random, since the outline is where the two decoders meet, and by
+default recoloured (channel order, saturation: photos are mostly sky, sea and white paint, and
+a coder trained on them alone shifts every other colour). Validation codes the held-out crops
+as they are and recoloured.
 
 Loss per crop, at a random quality level q (variable rate through gain units)::
 
@@ -37,12 +40,15 @@ from edge.codec.lossy.model import LIKELIHOOD_MIN
 from edge.errors import EdgeError, InputError
 from edge.segment.dataset import is_held_out, list_frames, read_mask, read_rgb
 from edge.train.common import add_run_arguments, checkpoint_to_export, exclusive_run, save_checkpoint
+from edge.train.data import colour_jitter, recoloured
 
 log = logging.getLogger(__name__)
 
 K_PERCEPTUAL = 0.1   # k1 of the paper
 K_STYLE = 0.02       # k2 of the paper
 MASK_CELL = 16       # the coded mask's cell size (edge.codec.implicit.coder.MASK_CELL)
+# Which validation sets the best score is over; a resumed run with others resets its best.
+VALIDATION = "wta-heldout-8x256 + recoloured"
 
 
 class TrainingError(EdgeError):
@@ -58,6 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=ImplicitConfig.n, help="filters of the transforms")
     parser.add_argument("--m", type=int, default=ImplicitConfig.m, help="channels of the latent")
     parser.add_argument("--bg-weight", type=float, default=0.1, help="weight of background distortion")
+    parser.add_argument("--no-colour-jitter", action="store_true",
+                        help="train on the crops' own colours (default: permuted channels and saturation)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     train_implicit(args.data, args.run_dir, config, steps=args.steps, minutes=args.minutes, crop=args.crop,
                    batch=args.batch, lr=args.lr, threads=args.threads, bf16=args.bf16,
                    scale=args.scale, synthetic=args.synthetic, bg_weight=args.bg_weight,
-                   val_every=args.val_every, save_minutes=args.save_minutes, seed=args.seed)
+                   val_every=args.val_every, save_minutes=args.save_minutes, seed=args.seed,
+                   colour=not args.no_colour_jitter)
     return 0
 
 
@@ -111,12 +120,14 @@ def _outline(mask: np.ndarray) -> np.ndarray:
 
 
 class CropSampler:
-    """Random crops of (image, mask); half of them centred near the blade outline."""
+    """Random crops of (image, mask); half of them centred near the blade outline; with
+    ``colour``, recoloured as the lossy trainer's (:func:`edge.train.data.colour_jitter`)."""
 
-    def __init__(self, pairs: list, crop: int, seed: int):
+    def __init__(self, pairs: list, crop: int, seed: int, colour: bool = False):
         self.pairs = [(_pad(image, crop), _pad(mask, crop)) for image, mask in pairs]
         self.outlines = [_outline(mask) for _, mask in self.pairs]
         self.crop = crop
+        self.colour = colour
         self.rng = np.random.default_rng(seed)
 
     def one(self, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -133,6 +144,8 @@ class CropSampler:
         image, mask = image[window], mask[window]
         if self.rng.random() < 0.5:
             image, mask = image[:, ::-1], mask[:, ::-1]
+        if self.colour:
+            image = colour_jitter(image, self.rng)
         return image, mask
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,8 +174,10 @@ def to_tensors(images: np.ndarray, masks: np.ndarray) -> tuple[torch.Tensor, tor
     return x, m.contiguous()
 
 
-def validation_crops(pairs: list, crop: int = 256, count: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fixed crops of held-out frames, each centred on the blade outline when there is one."""
+def validation_crops(pairs: list, crop: int = 256, count: int = 8,
+                     recolour: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed crops of held-out frames, each centred on the blade outline when there is one;
+    with ``recolour``, the same crops in other colours (:func:`edge.train.data.recoloured`)."""
     sampler = CropSampler(pairs[:: max(1, len(pairs) // count)][:count], crop, seed=1234)
     sampler.rng = np.random.default_rng(1234)
     picks = []
@@ -173,7 +188,8 @@ def validation_crops(pairs: list, crop: int = 256, count: int = 8) -> tuple[torc
         cy, cx = outline[len(outline) // 2] if len(outline) else (h // 2, w // 2)
         top, left = int(np.clip(cy - crop // 2, 0, h - crop)), int(np.clip(cx - crop // 2, 0, w - crop))
         picks.append((image[top: top + crop, left: left + crop], mask[top: top + crop, left: left + crop]))
-    return to_tensors(np.stack([p[0] for p in picks]), np.stack([p[1] for p in picks]))
+    images = np.stack([p[0] for p in picks])
+    return to_tensors(recoloured(images) if recolour else images, np.stack([p[1] for p in picks]))
 
 
 # -- the VGG substitute ------------------------------------------------------------------------
@@ -274,7 +290,7 @@ def validate(model: ImplicitROI, x: torch.Tensor, mask: torch.Tensor) -> dict:
 # -- the loop ----------------------------------------------------------------------------------
 def train_implicit(data_dir: Path, run_dir: Path, config: ImplicitConfig, steps: int, minutes: float, crop: int,
                    batch: int, lr: float, threads: int, bf16: bool, scale: float, synthetic: int,
-                   bg_weight: float, val_every: int, save_minutes: float, seed: int) -> Path:
+                   bg_weight: float, val_every: int, save_minutes: float, seed: int, colour: bool = True) -> Path:
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     with exclusive_run(run_dir):
@@ -282,8 +298,9 @@ def train_implicit(data_dir: Path, run_dir: Path, config: ImplicitConfig, steps:
         train_pairs += synthetic_pairs(synthetic, run_dir / "synthetic.npz")
         log.info("implicit training (%s): %d training and %d held-out frames",
                  "explicit" if config.explicit else "implicit", len(train_pairs), len(val_pairs))
-        sampler = CropSampler(train_pairs, crop, seed)
+        sampler = CropSampler(train_pairs, crop, seed, colour)
         val_x, val_mask = validation_crops(val_pairs)
+        val_colour_x, _ = validation_crops(val_pairs, recolour=True)
         features = RandomFeatures()
 
         model = ImplicitROI(config)
@@ -298,7 +315,10 @@ def train_implicit(data_dir: Path, run_dir: Path, config: ImplicitConfig, steps:
             model.load_state_dict(checkpoint["model"])
             optimizer.load_state_dict(checkpoint["optimizer"])
             state = checkpoint["state"]
+            if state.get("validation") != VALIDATION:   # scores over other sets do not compare
+                state["best_score"] = float("inf")
             log.info("resumed from %s at step %d", last, state["step"])
+        state["validation"] = VALIDATION
         for group in optimizer.param_groups:
             group["lr"] = state["lr"]
 
@@ -340,11 +360,12 @@ def train_implicit(data_dir: Path, run_dir: Path, config: ImplicitConfig, steps:
             bar.set_postfix(loss=f"{running:.3f}", bpp=f"{bpp.mean().item():.3f}", refresh=False)
 
             if state["step"] % val_every == 0:
-                metrics = validate(model, val_x, val_mask)
-                # One score: ROI PSNR is what we sell, bits are what it costs.
-                score = sum(m["bpp"] * 10 - m["roi_psnr"] for m in metrics.values()) / len(metrics)
+                metrics, colour_metrics = validate(model, val_x, val_mask), validate(model, val_colour_x, val_mask)
+                # One score over both sets: ROI PSNR is what we sell, bits are what it costs.
+                both = [*metrics.values(), *colour_metrics.values()]
+                score = sum(m["bpp"] * 10 - m["roi_psnr"] for m in both) / len(both)
                 record = {"step": state["step"], "time": time.time(), "train_seconds": round(state["seconds"]),
-                          "loss": running, "lr": state["lr"], **parts, "val": metrics}
+                          "loss": running, "lr": state["lr"], **parts, "val": metrics, "val_colour": colour_metrics}
                 log_file.write(json.dumps(record) + "\n")
                 log_file.flush()
                 log.info("step %d loss %.4f val %s", state["step"], running, metrics)

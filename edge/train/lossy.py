@@ -28,7 +28,7 @@ from tqdm import tqdm
 from edge.codec.lossy.model import LAMBDAS, LIKELIHOOD_MIN, HyperpriorEASN, LossyConfig, gaussian_likelihood
 from edge.errors import EdgeError, InputError
 from edge.train.common import add_run_arguments, checkpoint_to_export, exclusive_run, save_checkpoint
-from edge.train.data import colour_jitter, list_images, random_crop, read_rgb, split_paths
+from edge.train.data import colour_jitter, list_images, random_crop, read_rgb, recoloured, split_paths
 
 log = logging.getLogger(__name__)
 
@@ -99,15 +99,9 @@ def fixed_validation_crops(paths: list[Path], crop: int, count: int = 12) -> tor
     return to_tensor(np.stack([random_crop(image, crop, rng) for image in images]))
 
 
-def recoloured(crops: torch.Tensor) -> torch.Tensor:
-    """The validation crops in other colours (fixed): how well the coder keeps colours it rarely sees."""
-    rng = np.random.default_rng(4321)
-    images = (crops.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
-    jittered = []
-    for image in images:
-        image = image[..., rng.permutation(3)]
-        jittered.append(colour_jitter(image, rng) if rng.random() < 0.5 else image)
-    return to_tensor(np.stack(jittered))
+def recoloured_tensor(crops: torch.Tensor) -> torch.Tensor:
+    """The validation crops in other colours (:func:`edge.train.data.recoloured`)."""
+    return to_tensor(recoloured((crops.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()))
 
 
 # Inputs must be contiguous NCHW: torch 2.13's CPU bf16 convolution backward corrupts the heap
@@ -162,7 +156,7 @@ def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int,
         log.info("lossy training: %d training and %d validation images", len(train_paths), len(val_paths))
         sampler = CropSampler(train_paths, crop, seed, colour)
         val_crops = fixed_validation_crops(val_paths, 256)
-        val_colour = recoloured(val_crops)
+        val_colour = recoloured_tensor(val_crops)
 
         model = HyperpriorEASN(config)
         average = HyperpriorEASN(config).eval()
