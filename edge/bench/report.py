@@ -303,11 +303,12 @@ def render(result: dict, flight: Flight | None = None) -> str:
         if "bpp" not in m:
             continue
         q = m["quality"]
+        mask_bytes = _med(m["mask_bytes"])   # a median of two sizes can fall between bytes
         rates.append([f"ours: {mode}", _med(m["bpp"].get("total")), _med(m["bpp"].get("blade")),
                       _med(m["bpp"].get("background")),
                       "exact" if m.get("blade_exact") else _med(q["blade"]["psnr"]), _med(q["blade"]["ms_ssim"]),
                       _med(q["background"]["psnr"]), _med(q["background"]["ms_ssim"]), _med(m["source_ratio"]),
-                      _med(m["mask_bytes"])])
+                      None if mask_bytes is None else round(mask_bytes)])
     for name, c in summary["classical"].items():
         if not name.startswith("roi_"):
             continue
