@@ -57,6 +57,14 @@ def save_checkpoint(path: Path, model, optimizer, state: dict, config, **extra) 
     tmp.replace(path)
 
 
+def adopt_validation(state: dict, validation: str) -> None:
+    """Record in a run's ``state`` which validation sets its best score is over. A checkpoint
+    scored on other sets starts its best again: the scores do not compare."""
+    if state.get("validation") != validation:
+        state["best_score"] = float("inf")
+    state["validation"] = validation
+
+
 @contextlib.contextmanager
 def exclusive_run(run_dir: Path, option: str = "--run-dir"):
     """Hold ``run_dir``'s lock while one training run uses it: a second run on the same folder

@@ -39,7 +39,8 @@ from edge.codec.implicit.model import LAMBDAS, ImplicitConfig, ImplicitROI, gaus
 from edge.codec.lossy.model import LIKELIHOOD_MIN
 from edge.errors import EdgeError, InputError
 from edge.segment.dataset import is_held_out, list_frames, read_mask, read_rgb
-from edge.train.common import add_run_arguments, checkpoint_to_export, exclusive_run, save_checkpoint
+from edge.train.common import (add_run_arguments, adopt_validation, checkpoint_to_export, exclusive_run,
+                               save_checkpoint)
 from edge.train.data import colour_jitter, recoloured
 
 log = logging.getLogger(__name__)
@@ -315,10 +316,8 @@ def train_implicit(data_dir: Path, run_dir: Path, config: ImplicitConfig, steps:
             model.load_state_dict(checkpoint["model"])
             optimizer.load_state_dict(checkpoint["optimizer"])
             state = checkpoint["state"]
-            if state.get("validation") != VALIDATION:   # scores over other sets do not compare
-                state["best_score"] = float("inf")
             log.info("resumed from %s at step %d", last, state["step"])
-        state["validation"] = VALIDATION
+        adopt_validation(state, VALIDATION)
         for group in optimizer.param_groups:
             group["lr"] = state["lr"]
 

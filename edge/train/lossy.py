@@ -27,7 +27,8 @@ from tqdm import tqdm
 
 from edge.codec.lossy.model import LAMBDAS, LIKELIHOOD_MIN, HyperpriorEASN, LossyConfig, gaussian_likelihood
 from edge.errors import EdgeError, InputError
-from edge.train.common import add_run_arguments, checkpoint_to_export, exclusive_run, save_checkpoint
+from edge.train.common import (add_run_arguments, adopt_validation, checkpoint_to_export, exclusive_run,
+                               save_checkpoint)
 from edge.train.data import colour_jitter, list_images, random_crop, read_rgb, recoloured, split_paths
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,7 @@ def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int,
         last = run_dir / "last.pt"
         if last.exists():
             state, added = load_checkpoint(last, model, optimizer, average)
-            if added or state.get("validation") != VALIDATION:   # scores of other levels or sets do not compare
+            if added:   # scores over other levels do not compare
                 state["best_score"] = float("inf")
             log.info("resumed from %s at step %d%s", last, state["step"], f" with {added} new levels" if added else "")
         elif init_from is not None:
@@ -174,7 +175,7 @@ def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int,
         if not last.exists():   # a new average starts at the model (load_checkpoint restores or restarts it)
             average.load_state_dict(model.state_dict())
             state["averaged_steps"] = 0
-        state["validation"] = VALIDATION
+        adopt_validation(state, VALIDATION)
         for group in optimizer.param_groups:
             group["lr"] = state["lr"]
 
