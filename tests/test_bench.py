@@ -101,6 +101,11 @@ def test_runs_end_to_end_and_writes_json_and_plots(bench):
     sequential = result["images"][0]["modes"]["lossless-roi"]["sequential"]
     assert sequential["exact"] and sequential["sub_patches"] == 16
     assert sequential["encode_s"] > 0 and sequential["parallel_to_sequential_bits"] > 0
+    # The chain ran on the first photo only, so the report sets it against the parallel bits of that photo.
+    blade_rates = summarize(result, Flight())["classical"]["lossless_blade_bits_per_pixel"]
+    parallel, chain = blade_rates["bitswap, parallel, 1 of 2 photos"], blade_rates["bitswap, one chain, 1 of 2 photos"]
+    assert parallel / chain == pytest.approx(sequential["parallel_to_sequential_bits"])
+    assert "bitswap, one chain, 1 of 2 photos" in bench["text"]
     for name in ("rd.png", "stages.png", "uplink.png"):
         assert (bench["root"] / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Uplink: 400 full-size photos in 15 min over 2 Mbit/s" in bench["text"]

@@ -143,11 +143,14 @@ def _summarize_classical(rows: list[dict]) -> dict:
                                                                          "blade_cell_pixels")) for r in blade_rows]
         if ours and all(bits is not None and count for bits, count in ours):
             per_codec["bitswap (ours)"] = sum(b for b, _ in ours) / sum(c for _, c in ours)
-            chained = [(_get(r, "modes", "lossless-roi", "sequential", "bits"),
-                        _get(r, "modes", "lossless-roi", "blade_cell_pixels")) for r in blade_rows
-                       if _get(r, "modes", "lossless-roi", "sequential")]
-            if chained:   # fewer photos: those the sequential mode also coded
-                per_codec["bitswap, one chain"] = sum(b for b, _ in chained) / sum(c for _, c in chained)
+            chained = [r for r in blade_rows if _get(r, "modes", "lossless-roi", "sequential")]
+            if chained:   # only the photos the sequential mode also coded (--sequential): compare on those
+                label = f"{len(chained)} of {len(blade_rows)} photos"
+                chain_pixels = sum(r["modes"]["lossless-roi"]["blade_cell_pixels"] for r in chained)
+                per_codec[f"bitswap, parallel, {label}"] = sum(
+                    r["modes"]["lossless-roi"]["bits"]["blade"] for r in chained) / chain_pixels
+                per_codec[f"bitswap, one chain, {label}"] = sum(
+                    r["modes"]["lossless-roi"]["sequential"]["bits"] for r in chained) / chain_pixels
             per_codec["ours_to"] = {codec: per_codec["bitswap (ours)"] / value for codec, value in per_codec.items()
                                     if codec in LOSSLESS_CODECS}
         out["lossless_blade_bits_per_pixel"] = per_codec
