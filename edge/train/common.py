@@ -96,3 +96,111 @@ def logged_to_file(logger: logging.Logger, path: Path):
     finally:
         logger.removeHandler(handler)
         handler.close()
+
+
+# -- devices -----------------------------------------------------------------------------------
+# Batches of crops per step on a GPU, where a CPU run takes 2-4: the hyperprior family of coders
+# (Balle et al. 2018, Minnen et al. 2018) trains on 8-16 crops of 256x256 per step.
+GPU_BATCH = {"lossy": 16, "implicit": 16, "lossless": 128, "seg": 16}
+
+
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--workers``, shared by every trainer."""
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where to train: auto = cuda when a GPU is visible, else cpu. On cuda the "
+                             "networks run under bf16 autocast (rates and likelihoods in float32), "
+                             "channels-last, fed by --workers loader processes")
+    parser.add_argument("--workers", type=int, default=-1,
+                        help="processes preparing batches (default: 0 on cpu, 6 on cuda)")
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device for ``--device`` auto|cpu|cuda; ConfigError when cuda is asked for and absent."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"--device must be auto, cpu or cuda, not {name!r}", "device")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: torch sees no CUDA GPU (torch.cuda.is_available() is False; "
+                          f"torch {torch.__version__})", "device")
+    if name == "cuda":
+        # Fixed input sizes every step: let cuDNN pick the fastest convolution algorithms once.
+        torch.backends.cudnn.benchmark = True
+    return torch.device(name)
+
+
+def loader_workers(workers: int, device: torch.device) -> int:
+    """``--workers`` resolved: -1 means 0 on the CPU (the loop as it always was), 6 on a GPU."""
+    return (6 if device.type == "cuda" else 0) if workers < 0 else workers
+
+
+def on_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``model`` moved to ``device``; channels-last on a GPU (faster convolutions under bf16).
+    On the CPU it stays contiguous NCHW: torch's CPU bf16 convolution backward corrupts the heap
+    on channels-last tensors."""
+    if device.type == "cuda":
+        return model.to(device, memory_format=torch.channels_last)
+    return model.to(device)
+
+
+def batch_on_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch tensor on ``device`` (channels-last there when it is a 4-D image batch on a GPU)."""
+    if device.type != "cuda":
+        return x
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
+def autocast(device: torch.device, bf16: bool):
+    """bf16 autocast on ``device`` when asked for; the models keep rates and likelihoods in float32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+class _BatchStream(torch.utils.data.IterableDataset):
+    """Endless batches from ``make_batch(rng)``; each loader process draws with its own seed."""
+
+    def __init__(self, make_batch, seed: int):
+        self.make_batch, self.seed = make_batch, seed
+
+    def __iter__(self):
+        import numpy as np
+
+        info = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.seed, info.id if info else 0])
+        while True:
+            yield self.make_batch(rng)
+
+
+def batches(make_batch, seed: int, workers: int):
+    """An endless iterator of batches from ``make_batch(rng)``: in loader processes when
+    ``workers`` > 0 (pinned memory, for a GPU), else nothing but ``make_batch`` in this process."""
+    if workers <= 0:
+        return None
+    loader = torch.utils.data.DataLoader(_BatchStream(make_batch, seed), batch_size=None, num_workers=workers,
+                                         pin_memory=torch.cuda.is_available(), prefetch_factor=4,
+                                         persistent_workers=True)
+    return iter(loader)
+
+
+# -- shipped weights, read without the coders (whose modules need the entropy coder) -----------
+LOSSY_FORMAT = "edge-lossy-weights-v1"          # edge.codec.lossy.weights.FORMAT
+IMPLICIT_FORMAT = "edge-implicit-weights-v1"    # edge.codec.implicit.weights.FORMAT
+
+
+def read_shipped(path: Path, format_name: str | None = None) -> dict:
+    """The payload of a shipped weights file (fp16 state dict, config, ...), loaded on the CPU.
+
+    Training machines need not have the entropy coder installed, so this reads the file with
+    torch alone. ``format_name``: the format the file must declare. InputError naming the file
+    otherwise."""
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError, EOFError) as error:
+        raise InputError(f"cannot be read as shipped weights: {error}", str(path)) from None
+    if not isinstance(payload, dict) or "state_dict" not in payload or "config" not in payload:
+        raise InputError("is not a shipped weights file (no state_dict and config)", str(path))
+    if format_name is not None and payload.get("format") != format_name:
+        raise InputError(f"is not a weights file of format {format_name} (it says {payload.get('format')!r})",
+                         str(path))
+    return payload

@@ -16,12 +16,15 @@ D_fg, D_bg: squared error over blade / background pixels, divided by all pixels 
 terms add up to its MSE when bg_weight = 1). P_bg, S_bg: perceptual and style (Gram) terms
 on the background decoder's output, computed on the features of a fixed random-weight
 convolution network (no pretrained VGG can be downloaded here; see :class:`RandomFeatures`).
-Checkpoints go to ``--run-dir`` every few minutes and training resumes from them; the best
-validation checkpoint is kept apart; a blow-up reloads the last checkpoint at half the lr.
+Checkpoints go to ``--run-dir`` every few minutes and training resumes from them, on either
+device (``--device``); the best validation checkpoint is kept apart; a blow-up reloads the last
+checkpoint at half the lr. ``--init-from`` starts a new run from shipped weights
+(edge/weights/implicit_roi.pt).
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -39,8 +42,9 @@ from edge.codec.implicit.model import LAMBDAS, ImplicitConfig, ImplicitROI, gaus
 from edge.codec.lossy.model import LIKELIHOOD_MIN
 from edge.errors import EdgeError, InputError
 from edge.segment.dataset import is_held_out, list_frames, read_mask, read_rgb
-from edge.train.common import (add_run_arguments, adopt_validation, checkpoint_to_export, exclusive_run,
-                               save_checkpoint)
+from edge.train.common import (IMPLICIT_FORMAT, add_device_arguments, add_run_arguments, adopt_validation,
+                               autocast, batch_on_device, batches, checkpoint_to_export, exclusive_run,
+                               loader_workers, on_device, read_shipped, resolve_device, save_checkpoint)
 from edge.train.data import colour_jitter, recoloured
 
 log = logging.getLogger(__name__)
@@ -67,6 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bg-weight", type=float, default=0.1, help="weight of background distortion")
     parser.add_argument("--no-colour-jitter", action="store_true",
                         help="train on the crops' own colours (default: permuted channels and saturation)")
+    parser.add_argument("--init-from", type=Path, metavar="WEIGHTS",
+                        help="start a new run (no RUN_DIR/last.pt yet) from shipped weights, e.g. "
+                             "edge/weights/implicit_roi.pt (their --n, --m and --explicit are taken)")
+    add_device_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,11 +83,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.export}: sha256 {digest}")
         return 0
     config = ImplicitConfig(n=args.n, m=args.m, explicit=args.explicit)
+    if args.init_from is not None and not (args.run_dir / "last.pt").exists():
+        config = ImplicitConfig(**read_shipped(args.init_from, IMPLICIT_FORMAT)["config"])
     train_implicit(args.data, args.run_dir, config, steps=args.steps, minutes=args.minutes, crop=args.crop,
                    batch=args.batch, lr=args.lr, threads=args.threads, bf16=args.bf16,
                    scale=args.scale, synthetic=args.synthetic, bg_weight=args.bg_weight,
                    val_every=args.val_every, save_minutes=args.save_minutes, seed=args.seed,
-                   colour=not args.no_colour_jitter)
+                   colour=not args.no_colour_jitter, init_from=args.init_from, device=args.device,
+                   workers=args.workers)
     return 0
 
 
@@ -149,7 +160,10 @@ class CropSampler:
             image = colour_jitter(image, self.rng)
         return image, mask
 
-    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, size: int, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``size`` crops drawn with ``rng`` (a loader process's), else with the sampler's own."""
+        if rng is not None:
+            self.rng = rng           # a loader process's own copy of the sampler
         picks = [self.one(int(i)) for i in self.rng.integers(0, len(self.pairs), size)]
         return to_tensors(np.stack([p[0] for p in picks]), np.stack([p[1] for p in picks]))
 
@@ -206,13 +220,17 @@ class RandomFeatures(nn.Module):
     def __init__(self, seed: int = 7, widths=(32, 64, 96)):
         super().__init__()
         generator = torch.Generator().manual_seed(seed)
-        self.weights = []
         cin = 3
-        for width in widths:
+        for index, width in enumerate(widths):   # buffers: they move with .to(device), never train
             weight = torch.randn(width, cin, 3, 3, generator=generator) * math.sqrt(2.0 / (cin * 9))
-            self.weights.append(weight)
+            self.register_buffer(f"weight{index}", weight, persistent=False)
             cin = width
-        self.mean = torch.tensor([0.485, 0.456, 0.406])[None, :, None, None]
+        self.count = len(widths)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406])[None, :, None, None], persistent=False)
+
+    @property
+    def weights(self) -> list[torch.Tensor]:
+        return [getattr(self, f"weight{index}") for index in range(self.count)]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         features, f = [], x - self.mean
@@ -241,7 +259,7 @@ def background_terms(features: RandomFeatures, x_b: torch.Tensor, x: torch.Tenso
 
 # -- loss and validation -----------------------------------------------------------------------
 def loss_terms(model: ImplicitROI, features: RandomFeatures, x, mask, levels, bg_weight: float, bf16: bool):
-    with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+    with autocast(x.device, bf16):
         out = model(x, mask, levels)
     pixels = x.shape[2] * x.shape[3]
     bpp = (out["y_bits"] + out["z_bits"]) / pixels
@@ -259,8 +277,11 @@ def _psnr(mse: float) -> float:
 
 @torch.no_grad()
 def validate(model: ImplicitROI, x: torch.Tensor, mask: torch.Tensor) -> dict:
-    """Estimated bpp, ROI / background / whole PSNR per level, with rounding (the coding path)."""
+    """Estimated bpp, ROI / background / whole PSNR per level, with rounding (the coding path), in
+    float32 on the model's device."""
     model.eval()
+    device = next(model.parameters()).device
+    x, mask = batch_on_device(x, device), batch_on_device(mask, device)
     result = {}
     for level in range(model.config.levels):
         gain, inv_gain = model.gains(level)
@@ -289,27 +310,48 @@ def validate(model: ImplicitROI, x: torch.Tensor, mask: torch.Tensor) -> dict:
 
 
 # -- the loop ----------------------------------------------------------------------------------
+def validation_score(metrics: dict, colour_metrics: dict) -> float:
+    """One score over both sets (lower is better): ROI PSNR is what we sell, bits are what it costs."""
+    both = [*metrics.values(), *colour_metrics.values()]
+    return sum(m["bpp"] * 10 - m["roi_psnr"] for m in both) / len(both)
+
+
+def initialise_from_weights(model: ImplicitROI, path: Path) -> int:
+    """Load shipped (fp16) weights into ``model``; their run's step. InputError on another shape."""
+    payload = read_shipped(path, IMPLICIT_FORMAT)
+    if payload["config"] != model.config.__dict__:
+        raise InputError(f"weights of a different shape ({payload['config']}) than the model "
+                         f"({model.config.__dict__})", str(path))
+    model.load_state_dict({k: v.float() for k, v in payload["state_dict"].items()})
+    return int(payload.get("info", {}).get("step", 0) or 0)
+
+
 def train_implicit(data_dir: Path, run_dir: Path, config: ImplicitConfig, steps: int, minutes: float, crop: int,
                    batch: int, lr: float, threads: int, bf16: bool, scale: float, synthetic: int,
-                   bg_weight: float, val_every: int, save_minutes: float, seed: int, colour: bool = True) -> Path:
+                   bg_weight: float, val_every: int, save_minutes: float, seed: int, colour: bool = True,
+                   init_from: Path | None = None, device: str = "cpu", workers: int = -1) -> Path:
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
+    device = resolve_device(device)
+    bf16 = bf16 or device.type == "cuda"     # a GPU always trains under bf16 autocast
+    workers = loader_workers(workers, device)
     with exclusive_run(run_dir):
         train_pairs, val_pairs = load_pairs(data_dir, scale)
         train_pairs += synthetic_pairs(synthetic, run_dir / "synthetic.npz")
-        log.info("implicit training (%s): %d training and %d held-out frames",
-                 "explicit" if config.explicit else "implicit", len(train_pairs), len(val_pairs))
+        log.info("implicit training (%s) on %s: %d training and %d held-out frames",
+                 "explicit" if config.explicit else "implicit", device, len(train_pairs), len(val_pairs))
         sampler = CropSampler(train_pairs, crop, seed, colour)
+        stream = batches(functools.partial(sampler.batch, batch), seed, workers)
         val_x, val_mask = validation_crops(val_pairs)
         val_colour_x, _ = validation_crops(val_pairs, recolour=True)
-        features = RandomFeatures()
+        features = on_device(RandomFeatures(), device)
 
-        model = ImplicitROI(config)
+        model = on_device(ImplicitROI(config), device)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         state = {"step": 0, "best_score": float("inf"), "lr": lr, "seconds": 0.0}
         last = run_dir / "last.pt"
         if last.exists():
-            checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+            checkpoint = torch.load(last, map_location="cpu", weights_only=False)   # written on either device
             if checkpoint["config"] != config.__dict__:
                 raise InputError(f"checkpoint was trained with {checkpoint['config']}, not {config.__dict__}",
                                  str(last))
@@ -317,11 +359,14 @@ def train_implicit(data_dir: Path, run_dir: Path, config: ImplicitConfig, steps:
             optimizer.load_state_dict(checkpoint["optimizer"])
             state = checkpoint["state"]
             log.info("resumed from %s at step %d", last, state["step"])
+        elif init_from is not None:
+            state["step"] = initialise_from_weights(model, init_from)
+            log.info("started from the weights %s (step %d of their run)", init_from, state["step"])
         adopt_validation(state, VALIDATION)
         for group in optimizer.param_groups:
             group["lr"] = state["lr"]
 
-        lambdas = torch.tensor(LAMBDAS)
+        lambdas = torch.tensor(LAMBDAS, device=device)
         log_file = (run_dir / "train.log.jsonl").open("a")
         started = time.monotonic()
         last_save = started
@@ -329,8 +374,9 @@ def train_implicit(data_dir: Path, run_dir: Path, config: ImplicitConfig, steps:
         bar = tqdm(total=steps, initial=state["step"], desc="implicit", mininterval=30, smoothing=0.05)
         while state["step"] < steps and not (minutes and time.monotonic() - started > minutes * 60):
             step_started = time.monotonic()
-            x, mask = sampler.batch(batch)
-            levels = torch.randint(0, config.levels, (batch,))
+            x, mask = next(stream) if stream else sampler.batch(batch)
+            x, mask = batch_on_device(x, device), batch_on_device(mask, device)
+            levels = torch.randint(0, config.levels, (batch,)).to(device)
             bpp, distortion, parts = loss_terms(model, features, x, mask, levels, bg_weight, bf16)
             loss = (bpp + lambdas[levels] * 255**2 * distortion).mean()
             if not torch.isfinite(loss) or (running is not None and loss.item() > 50 * running):
@@ -360,11 +406,9 @@ def train_implicit(data_dir: Path, run_dir: Path, config: ImplicitConfig, steps:
 
             if state["step"] % val_every == 0:
                 metrics, colour_metrics = validate(model, val_x, val_mask), validate(model, val_colour_x, val_mask)
-                # One score over both sets: ROI PSNR is what we sell, bits are what it costs.
-                both = [*metrics.values(), *colour_metrics.values()]
-                score = sum(m["bpp"] * 10 - m["roi_psnr"] for m in both) / len(both)
+                score = validation_score(metrics, colour_metrics)
                 record = {"step": state["step"], "time": time.time(), "train_seconds": round(state["seconds"]),
-                          "loss": running, "lr": state["lr"], **parts, "val": metrics, "val_colour": colour_metrics}
+                          "loss": running, "lr": state["lr"], "device": device.type, **parts, "val": metrics, "val_colour": colour_metrics}
                 log_file.write(json.dumps(record) + "\n")
                 log_file.flush()
                 log.info("step %d loss %.4f val %s", state["step"], running, metrics)

@@ -9,12 +9,16 @@ Each step draws a batch, flips it at random and minimizes the negative ELBO (net
 bfloat16 autocast, every likelihood in float32, gradients clipped). Validation bits per
 sub-pixel on fixed crops of the held-out frames (fixed sampling noise) are logged every
 ``--eval-every`` steps to ``CKPT/train.log``. ``CKPT/last.pt`` holds model, optimizer, step and
-random state, ``CKPT/best.pt`` the best validation; running again resumes. A loss that turns
-non-finite or a validation far above the best reloads the best checkpoint and halves the rate.
+random state, ``CKPT/best.pt`` the best validation; running again resumes, on either device
+(``--device``). A loss that turns non-finite or a validation far above the best reloads the best
+checkpoint and halves the rate. ``--init-from`` starts a new run from the shipped weights
+(edge/weights/bitswap.pt) or from a training checkpoint.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import logging
 import math
@@ -29,7 +33,8 @@ from tqdm import tqdm
 
 from edge.codec.bitswap.model import BitswapConfig, BitswapVAE, bits_per_subpixel
 from edge.errors import ConfigError, InputError
-from edge.train.common import exclusive_run, logged_to_file
+from edge.train.common import (add_device_arguments, autocast, batch_on_device, batches, exclusive_run,
+                               loader_workers, logged_to_file, on_device, resolve_device)
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +63,10 @@ class LosslessTrainConfig:
     threads: int = 1
     seed: int = 0
     bf16: bool = True
-    init_from: str = ""           # a checkpoint to start a new run from (other pixel stages allowed)
+    init_from: str = ""           # shipped weights or a checkpoint to start a new run from (other pixel stages allowed)
+    minutes: float = 0.0          # stop after this many minutes of training (0: no limit)
+    device: str = "auto"          # auto, cpu or cuda
+    workers: int = -1             # batch-preparing processes (-1: 0 on the CPU, 6 on a GPU)
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -83,6 +91,17 @@ def load_frames(data_dirs: list[str], held_out: bool) -> list[np.ndarray]:
     if not frames:
         raise ConfigError(f"no {'held-out' if held_out else 'training'} frames in {data_dirs}", key_path="data")
     return frames
+
+
+def training_batch(frames: list[np.ndarray], count: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` aligned crops with a random flip of the whole batch (a loader process's batch)."""
+    batch = random_crops(frames, count, size, rng)
+    flips = rng.random(2)
+    if flips[0] < 0.5:
+        batch = batch[..., ::-1]
+    if flips[1] < 0.5:
+        batch = batch[..., ::-1, :]
+    return torch.from_numpy(np.ascontiguousarray(batch))
 
 
 def random_crops(frames: list[np.ndarray], count: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -125,6 +144,21 @@ class SynthSource:
         return random_crops(self.pool, count, self.size, self.rng)
 
 
+def init_state(path: str | Path) -> dict:
+    """A checkpoint-shaped dict (``model``, ``model_config``) of shipped weights (fp16 state dict
+    and config, edge/weights/bitswap.pt) or of a training checkpoint, loaded on the CPU."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, ValueError, EOFError) as error:
+        raise InputError(f"--init-from: cannot be read: {error}", str(path)) from None
+    if isinstance(state, dict) and "state_dict" in state and "config" in state:      # shipped weights
+        return {"model": {k: v.float() for k, v in state["state_dict"].items()}, "model_config": state["config"],
+                "step": int(state.get("step", 0))}
+    if not isinstance(state, dict) or "model" not in state or "model_config" not in state:
+        raise InputError("--init-from: neither Bit-swap weights nor a Bit-swap training checkpoint", str(path))
+    return state
+
+
 def warm_start(model: BitswapVAE, state: dict) -> list[str]:
     """Copy a checkpoint's weights into ``model``: same names and shapes, and each pixel-stage head
     from the old stage that is most alike (same neighbours, same relative position, nearest
@@ -163,14 +197,26 @@ def learning_rate(step: int, config: LosslessTrainConfig) -> float:
     return config.lr_min + 0.5 * (config.lr - config.lr_min) * (1 + math.cos(math.pi * progress))
 
 
+def model_device(device: torch.device):
+    """Where the model's own new tensors go: the Bit-swap model makes its sampling noise and sums
+    with factory functions (torch.rand, torch.zeros) on the default device, so on a GPU the
+    default device is the GPU while it runs."""
+    return torch.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
 @torch.no_grad()
 def validate(model: BitswapVAE, crops: np.ndarray, batch: int = 64) -> dict[str, float]:
-    """Negative ELBO in bits per sub-pixel (float32, fixed noise), total and per term."""
+    """Negative ELBO in bits per sub-pixel (float32, fixed noise), total and per term.
+
+    On a GPU the fixed noise comes from a GPU generator with the same seed: other draws than
+    the CPU's, so the numbers differ from a CPU validation by the noise alone."""
     model.eval()
-    generator = torch.Generator().manual_seed(1234)
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(1234)
     sums: dict[str, float] = {}
     for start in range(0, len(crops), batch):
-        terms = model(torch.from_numpy(crops[start:start + batch]), generator=generator)
+        with model_device(device):
+            terms = model(batch_on_device(torch.from_numpy(crops[start:start + batch]), device), generator=generator)
         for name, value in terms.items():
             sums[name] = sums.get(name, 0.0) + float(value.sum())
     model.train()
@@ -187,20 +233,21 @@ def _model_config(config: LosslessTrainConfig) -> BitswapConfig:
 
 def train(config: LosslessTrainConfig) -> dict[str, float]:
     torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
     ckpt_dir = Path(config.ckpt_dir)
     with exclusive_run(ckpt_dir, "--ckpt-dir"), logged_to_file(log, ckpt_dir / "train.log"):
-        return _train(config, ckpt_dir)
+        return _train(config, ckpt_dir, device)
 
 
-def _train(config: LosslessTrainConfig, ckpt_dir: Path) -> dict[str, float]:
+def _train(config: LosslessTrainConfig, ckpt_dir: Path, device: torch.device) -> dict[str, float]:
     last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
     model_config = _model_config(config)
-    model = BitswapVAE(model_config)
+    model = on_device(BitswapVAE(model_config), device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     step, best, lr_scale = 0, math.inf, 1.0
     rng = np.random.default_rng(config.seed)
     if last_path.exists():
-        state = torch.load(last_path, map_location="cpu", weights_only=False)
+        state = torch.load(last_path, map_location="cpu", weights_only=False)   # written on either device
         if BitswapConfig(**state["model_config"]) != model_config:
             raise ConfigError(f"{last_path} holds a model {state['model_config']}, not {model_config.to_dict()}; "
                               f"use another --ckpt-dir", key_path="ckpt_dir")
@@ -215,8 +262,9 @@ def _train(config: LosslessTrainConfig, ckpt_dir: Path) -> dict[str, float]:
         model = BitswapVAE(model_config)
         log.info("new run: %s", json.dumps(asdict(config)))
         if config.init_from:
-            missing = warm_start(model, torch.load(config.init_from, map_location="cpu", weights_only=False))
+            missing = warm_start(model, init_state(config.init_from))
             log.info("started from %s; left at their initial values: %s", config.init_from, missing or "none")
+        model = on_device(model, device)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
 
     frames = load_frames(config.data, held_out=False)
@@ -250,23 +298,32 @@ def _train(config: LosslessTrainConfig, ckpt_dir: Path) -> dict[str, float]:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
 
+    workers = loader_workers(config.workers, device)
+    # Loader processes draw real crops only (synthetic frames are rendered in this process).
+    stream = batches(functools.partial(training_batch, frames, config.batch, model_config.patch_size),
+                     config.seed + step, workers) if synth is None else None
+    log.info("training on %s with %d loader processes", device, workers if stream else 0)
     bar = tqdm(total=config.steps, initial=step, mininterval=30, desc="lossless", dynamic_ncols=True)
     running, bad_steps, started = None, 0, time.time()
-    while step < config.steps:
-        n_synth = int(round(config.batch * config.synth_fraction)) if synth is not None else 0
-        batch = random_crops(frames, config.batch - n_synth, model_config.patch_size, rng)
-        if n_synth:
-            batch = np.concatenate([batch, synth.crops(n_synth)])
-        flips = rng.random(2)
-        if flips[0] < 0.5:
-            batch = batch[..., ::-1]
-        if flips[1] < 0.5:
-            batch = batch[..., ::-1, :]
-        x = torch.from_numpy(np.ascontiguousarray(batch))
+    while step < config.steps and not (config.minutes and time.time() - started > config.minutes * 60):
+        if stream is not None:
+            x = next(stream)
+        else:
+            n_synth = int(round(config.batch * config.synth_fraction)) if synth is not None else 0
+            batch = random_crops(frames, config.batch - n_synth, model_config.patch_size, rng)
+            if n_synth:
+                batch = np.concatenate([batch, synth.crops(n_synth)])
+            flips = rng.random(2)
+            if flips[0] < 0.5:
+                batch = batch[..., ::-1]
+            if flips[1] < 0.5:
+                batch = batch[..., ::-1, :]
+            x = torch.from_numpy(np.ascontiguousarray(batch))
+        x = batch_on_device(x, device)
         lr = learning_rate(step, config) * lr_scale
         for group in optimizer.param_groups:
             group["lr"] = lr
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+        with autocast(device, config.bf16 or device.type == "cuda"), model_device(device):
             terms = model(x)
         loss = bits_per_subpixel(terms, model_config.patch_size)
         if not torch.isfinite(loss) or (running is not None and loss.item() > running + 2.0):
@@ -300,6 +357,7 @@ def _train(config: LosslessTrainConfig, ckpt_dir: Path) -> dict[str, float]:
                      time.time() - started, " *" if improved else "")
         if step % config.ckpt_every == 0 or step == config.steps:
             save(last_path)
+    save(last_path)                     # also when stopped by --minutes
     bar.close()
     return {"step": step, "best_val_bpsp": best}
 
@@ -340,8 +398,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name in ("lr", "lr_min", "clip", "synth_fraction"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name),
                             help=f"{helps[name]} (default {getattr(defaults, name)})")
-    parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in float32")
-    parser.add_argument("--init-from", default="", help="start a new run from this checkpoint's weights")
+    parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in float32 (CPU only)")
+    parser.add_argument("--minutes", type=float, default=0.0, help="stop after this many minutes (0: no limit)")
+    parser.add_argument("--init-from", default="", metavar="WEIGHTS",
+                        help="start a new run from shipped weights (edge/weights/bitswap.pt) or a checkpoint")
+    add_device_arguments(parser)
     parser.add_argument("--export", metavar="OUT", help="only export CKPT/best.pt as fp16 weights to OUT")
     parser.add_argument("--latent-bins", type=int, default=256, help="with --export: latent bins the coder uses")
 

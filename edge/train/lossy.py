@@ -9,12 +9,14 @@ the raw weights swing from step to step (the decoded colour drifts by several le
 average is what is validated, kept as best.pt and exported.
 
 Checkpoints (model, average, optimiser, step, best validation) go to ``--run-dir`` every few
-minutes and training resumes from them. A blow-up (non-finite or exploding loss) reloads the
+minutes and training resumes from them, on either device (``--device``: a checkpoint written on a
+GPU resumes on the CPU and the other way round). A blow-up (non-finite or exploding loss) reloads the
 last good checkpoint and halves the learning rate.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -27,8 +29,9 @@ from tqdm import tqdm
 
 from edge.codec.lossy.model import LAMBDAS, LIKELIHOOD_MIN, HyperpriorEASN, LossyConfig, gaussian_likelihood
 from edge.errors import EdgeError, InputError
-from edge.train.common import (add_run_arguments, adopt_validation, checkpoint_to_export, exclusive_run,
-                               save_checkpoint)
+from edge.train.common import (LOSSY_FORMAT, add_device_arguments, add_run_arguments, adopt_validation,
+                               autocast, batch_on_device, batches, checkpoint_to_export, exclusive_run,
+                               loader_workers, on_device, read_shipped, resolve_device, save_checkpoint)
 from edge.train.data import colour_jitter, list_images, random_crop, read_rgb, recoloured, split_paths
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "edge/weights/hp_easn.pt; levels they lack are added")
     parser.add_argument("--no-colour-jitter", action="store_true",
                         help="train on the crops' own colours (default: permuted channels and saturation)")
+    add_device_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         crop=args.crop, batch=args.batch, lr=args.lr, threads=args.threads, bf16=args.bf16,
         config=LossyConfig(n=args.n, m=args.m), val_every=args.val_every,
         save_minutes=args.save_minutes, seed=args.seed, init_from=args.init_from,
-        colour=not args.no_colour_jitter,
+        colour=not args.no_colour_jitter, device=args.device, workers=args.workers,
     )
     return 0
 
@@ -81,11 +85,13 @@ class CropSampler:
         self.colour = colour
         self.rng = np.random.default_rng(seed)
 
-    def batch(self, size: int) -> torch.Tensor:
-        picks = self.rng.integers(0, len(self.images), size)
-        crops = [random_crop(self.images[i], self.crop, self.rng) for i in picks]
+    def batch(self, size: int, rng: np.random.Generator | None = None) -> torch.Tensor:
+        """``size`` crops drawn with ``rng`` (a loader process's), else with the sampler's own."""
+        rng = self.rng if rng is None else rng
+        picks = rng.integers(0, len(self.images), size)
+        crops = [random_crop(self.images[i], self.crop, rng) for i in picks]
         if self.colour:
-            crops = [colour_jitter(crop, self.rng) for crop in crops]
+            crops = [colour_jitter(crop, rng) for crop in crops]
         return to_tensor(np.stack(crops))
 
 
@@ -105,10 +111,10 @@ def recoloured_tensor(crops: torch.Tensor) -> torch.Tensor:
     return to_tensor(recoloured((crops.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()))
 
 
-# Inputs must be contiguous NCHW: torch 2.13's CPU bf16 convolution backward corrupts the heap
-# on channels-last tensors (which a permuted HWC batch is).
+# On the CPU inputs must be contiguous NCHW: torch 2.13's CPU bf16 convolution backward corrupts
+# the heap on channels-last tensors (which a permuted HWC batch is). On a GPU they are channels-last.
 def rate_distortion(model: HyperpriorEASN, x: torch.Tensor, levels: torch.Tensor, bf16: bool):
-    with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+    with autocast(x.device, bf16):
         out = model(x, levels)
     pixels = x.shape[2] * x.shape[3]
     bits = -(torch.log2(out["y_likelihood"]).sum(dim=(1, 2, 3)) + torch.log2(out["z_likelihood"]).sum(dim=(1, 2, 3)))
@@ -120,8 +126,10 @@ def rate_distortion(model: HyperpriorEASN, x: torch.Tensor, levels: torch.Tensor
 
 @torch.no_grad()
 def validate(model: HyperpriorEASN, crops: torch.Tensor) -> dict:
-    """Estimated bpp and PSNR per level, with rounding instead of noise (the coding path)."""
+    """Estimated bpp and PSNR per level, with rounding instead of noise (the coding path), in
+    float32 on the model's device."""
     model.eval()
+    crops = batch_on_device(crops, next(model.parameters()).device)
     result = {}
     y = model.g_a(crops)        # the analysis does not depend on the level: once for all of them
     for level in range(model.config.levels):
@@ -144,23 +152,41 @@ def validate(model: HyperpriorEASN, crops: torch.Tensor) -> dict:
     return result
 
 
+def validation_sets(data_dirs) -> tuple[list[Path], torch.Tensor, torch.Tensor]:
+    """(training paths, held-out crops, the same recoloured) of the images under ``data_dirs``."""
+    paths = [p for folder in data_dirs for p in list_images(folder)]
+    train_paths, val_paths = split_paths(paths)
+    if not val_paths:  # folders without a known scene split: hold out every 10th image
+        train_paths, val_paths = [p for i, p in enumerate(paths) if i % 10], paths[::10]
+    val_crops = fixed_validation_crops(val_paths, 256)
+    return train_paths, val_crops, recoloured_tensor(val_crops)
+
+
+def validation_score(metrics: dict, colour_metrics: dict) -> float:
+    """One score across levels and both sets (lower is better): mean PSNR minus a rate penalty
+    keeps the whole curve honest."""
+    both = [*metrics.values(), *colour_metrics.values()]
+    return sum(m["bpp"] * 10 - m["psnr"] for m in both) / len(both)
+
+
 def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int, batch: int, lr: float,
                 threads: int, bf16: bool, config: LossyConfig, val_every: int, save_minutes: float,
-                seed: int, init_from: Path | None = None, colour: bool = True) -> Path:
+                seed: int, init_from: Path | None = None, colour: bool = True, device: str = "cpu",
+                workers: int = -1) -> Path:
     torch.set_num_threads(threads)
+    device = resolve_device(device)
+    bf16 = bf16 or device.type == "cuda"     # a GPU always trains under bf16 autocast
+    workers = loader_workers(workers, device)
     torch.manual_seed(seed)
     with exclusive_run(run_dir):
-        paths = [p for folder in data_dirs for p in list_images(folder)]
-        train_paths, val_paths = split_paths(paths)
-        if not val_paths:  # folders without a known scene split: hold out every 10th image
-            train_paths, val_paths = [p for i, p in enumerate(paths) if i % 10], paths[::10]
-        log.info("lossy training: %d training and %d validation images", len(train_paths), len(val_paths))
+        train_paths, val_crops, val_colour = validation_sets(data_dirs)
+        log.info("lossy training on %s: %d training images, %d held-out crops", device, len(train_paths),
+                 len(val_crops))
         sampler = CropSampler(train_paths, crop, seed, colour)
-        val_crops = fixed_validation_crops(val_paths, 256)
-        val_colour = recoloured_tensor(val_crops)
+        stream = batches(functools.partial(sampler.batch, batch), seed, workers)
 
-        model = HyperpriorEASN(config)
-        average = HyperpriorEASN(config).eval()
+        model = on_device(HyperpriorEASN(config), device)
+        average = on_device(HyperpriorEASN(config), device).eval()
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         state = {"step": 0, "best_score": float("inf"), "lr": lr, "history": []}
         last = run_dir / "last.pt"
@@ -179,20 +205,20 @@ def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int,
         for group in optimizer.param_groups:
             group["lr"] = state["lr"]
 
-        lambdas = torch.tensor(LAMBDAS)
+        lambdas = torch.tensor(LAMBDAS, device=device)
         log_file = (run_dir / "train.log.jsonl").open("a")
         started = time.monotonic()
         last_save = started
         running = torch.full((config.levels,), float("nan"))  # running loss of each level
         bar = tqdm(total=steps, initial=state["step"], desc="lossy", mininterval=30, smoothing=0.05)
         while state["step"] < steps and not (minutes and time.monotonic() - started > minutes * 60):
-            x = sampler.batch(batch)
+            x = batch_on_device(next(stream) if stream else sampler.batch(batch), device)
             levels = torch.randint(0, config.levels, (batch,))
-            bpp, _, mse_train = rate_distortion(model, x, levels, bf16)
-            sample_losses = bpp + lambdas[levels] * 255**2 * mse_train
+            bpp, _, mse_train = rate_distortion(model, x, levels.to(device), bf16)
+            sample_losses = bpp + lambdas[levels.to(device)] * 255**2 * mse_train
             loss = sample_losses.mean()
             # Levels' losses differ a hundredfold, so a blow-up is judged against the same level's past.
-            if not torch.isfinite(loss) or bool((sample_losses.detach() > 50 * running[levels]).any()):
+            if not torch.isfinite(loss) or bool((sample_losses.detach().cpu() > 50 * running[levels]).any()):
                 log.warning("step %d: loss %.3g blew up; reloading the last checkpoint, halving the lr",
                             state["step"], loss.item())
                 if last.exists():
@@ -210,7 +236,7 @@ def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int,
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             update_average(average, model, state)
-            for level, value in zip(levels.tolist(), sample_losses.detach().tolist()):
+            for level, value in zip(levels.tolist(), sample_losses.detach().cpu().tolist()):
                 before = running[level]
                 running[level] = value if torch.isnan(before) else 0.98 * before + 0.02 * value
             state["step"] += 1
@@ -219,11 +245,9 @@ def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int,
 
             if state["step"] % val_every == 0:
                 metrics, colour_metrics = validate(average, val_crops), validate(average, val_colour)
-                # One score across levels and both sets: mean PSNR minus a rate penalty keeps the whole curve honest.
-                both = [*metrics.values(), *colour_metrics.values()]
-                score = sum(m["bpp"] * 10 - m["psnr"] for m in both) / len(both)
+                score = validation_score(metrics, colour_metrics)
                 record = {"step": state["step"], "time": time.time(), "loss": running.nanmean().item(),
-                          "lr": state["lr"], "val": metrics, "val_colour": colour_metrics}
+                          "lr": state["lr"], "device": device.type, "val": metrics, "val_colour": colour_metrics}
                 log_file.write(json.dumps(record) + "\n")
                 log_file.flush()
                 log.info("step %d loss %.4f val %s", state["step"], running.nanmean().item(), metrics)
@@ -245,7 +269,7 @@ def load_checkpoint(path: Path, model: HyperpriorEASN, optimizer,
 
     A checkpoint without an average, or with fewer levels, restarts the average at the model.
     """
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)   # written on either device
     added = add_levels(checkpoint, model.config.levels, [name for name, _ in model.named_parameters()])
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
@@ -269,9 +293,7 @@ def update_average(average: HyperpriorEASN, model: HyperpriorEASN, state: dict) 
 
 def initialise_from_weights(model: HyperpriorEASN, path: Path) -> int:
     """Load shipped (fp16) weights into ``model``, adding levels they lack; their run's step."""
-    from edge.codec.lossy.weights import FORMAT, read_weights
-
-    payload, _ = read_weights(path, FORMAT, "lossy")
+    payload = read_shipped(path, LOSSY_FORMAT)
     if {k: v for k, v in payload["config"].items() if k != "levels"} != \
             {k: v for k, v in model.config.__dict__.items() if k != "levels"}:
         raise InputError(f"weights of a different shape ({payload['config']}) than the model "
@@ -279,7 +301,7 @@ def initialise_from_weights(model: HyperpriorEASN, path: Path) -> int:
     checkpoint = {"model": {k: v.float() for k, v in payload["state_dict"].items()},
                   "optimizer": {"state": {}}, "config": dict(payload["config"])}
     add_levels(checkpoint, model.config.levels, [name for name, _ in model.named_parameters()])
-    model.load_state_dict(checkpoint["model"])
+    model.load_state_dict(checkpoint["model"])     # copies onto the model's device
     return int(payload.get("info", {}).get("step", 0) or 0)
 
 
