@@ -60,7 +60,8 @@ def groups_to_build(lossy_weights: Path | None = None, segment_weights: Path | N
         groups.append(lossy_group(load_coder(Path(lossy_weights), "hp-easn")))
     if segment_weights is not None:
         from edge.segment.unet import load_weights
-        groups.append(segmentation_group(load_weights(Path(segment_weights)), "bunetv2"))
+        model = load_weights(Path(segment_weights))
+        groups.append(segmentation_group(model, getattr(model, "registry_name", "bunetv2")))
     for name, spec in sorted(MODELS.items()):
         given = {"lossy": lossy_weights, "segmentation": segment_weights}
         if spec.kind not in given or given[spec.kind] is not None:

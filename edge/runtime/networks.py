@@ -106,12 +106,15 @@ def lossy_group(coder, batch: int | None = None) -> NetworkGroup:
 
 
 def segmentation_group(model: nn.Module, model_name: str = "bunetv2", flips: int = 4) -> NetworkGroup:
-    """BU-Netv2 at the pipeline's working size: long side ``input_long_side``, 4 flips per photo."""
-    from edge.segment.unet import SIZE_MULTIPLE
+    """BU-Netv2 at the pipeline's working size: long side ``input_long_side``, 4 flips per photo.
+
+    Height and width are multiples of the network's ``size_multiple`` (16, or 32 for
+    ``bunetv2-lite0``), as :func:`edge.segment.unet.network_size` gives them."""
+    multiple = model.size_multiple
     long_side = model.config.input_long_side
-    typical_short = max(SIZE_MULTIPLE, int(round(0.75 * long_side / SIZE_MULTIPLE)) * SIZE_MULTIPLE)
+    typical_short = max(multiple, int(round(0.75 * long_side / multiple)) * multiple)
     spec = NetworkSpec("unet", "image", "logit",
-                       (1, 3, SIZE_MULTIPLE, SIZE_MULTIPLE),
+                       (1, 3, multiple, multiple),
                        (flips, 3, typical_short, long_side),
                        (flips, 3, long_side, long_side),
                        (0, 2, 3), f"L{long_side}")

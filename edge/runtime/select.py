@@ -142,6 +142,7 @@ class BackendUNet(nn.Module):
     def __init__(self, model: nn.Module, selection: Selection):
         super().__init__()
         self.config = model.config
+        self.size_multiple = model.size_multiple
         self.selection = selection
 
     def forward(self, x):

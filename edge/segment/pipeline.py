@@ -160,7 +160,7 @@ def load_segmenter(weights: Path | str | None = None, runtime=None) -> BUNetV2:
         model = load_weights(Path(weights))
     if runtime is not None:
         from edge.runtime.select import accelerate_segmenter
-        model = accelerate_segmenter(model, runtime)
+        model = accelerate_segmenter(model, runtime, getattr(model, "registry_name", "bunetv2"))
     return model
 
 

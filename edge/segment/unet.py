@@ -54,6 +54,8 @@ def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
 class BUNetV2(nn.Module):
     """U-Net returning one blade logit per pixel, shape (N, 1, H, W) for input (N, 3, H, W)."""
 
+    size_multiple = SIZE_MULTIPLE   # input height and width are multiples of this
+
     def __init__(self, config: UNetConfig = UNetConfig()):
         super().__init__()
         self.config = config
@@ -85,11 +87,11 @@ class BUNetV2(nn.Module):
         return self.head(x)
 
 
-def network_size(height: int, width: int, long_side: int) -> tuple[int, int]:
-    """(height, width) the network sees: long side ``long_side``, both multiples of 16."""
+def network_size(height: int, width: int, long_side: int, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
+    """(height, width) the network sees: long side ``long_side``, both multiples of ``multiple``."""
     scale = long_side / max(height, width)
     def snap(n: float) -> int:
-        return max(SIZE_MULTIPLE, int(round(n / SIZE_MULTIPLE)) * SIZE_MULTIPLE)
+        return max(multiple, int(round(n / multiple)) * multiple)
     return snap(height * scale), snap(width * scale)
 
 
@@ -113,7 +115,8 @@ def predict_probability(model: BUNetV2, rgb: np.ndarray, flips: bool = True) -> 
     vertical, both), each flipped back before averaging.
     """
     height, width = rgb.shape[:2]
-    net_h, net_w = network_size(height, width, model.config.input_long_side)
+    net_h, net_w = network_size(height, width, model.config.input_long_side,
+                                getattr(model, "size_multiple", SIZE_MULTIPLE))
     small = cv2.resize(rgb, (net_w, net_h), interpolation=cv2.INTER_AREA)
     x = image_to_tensor(small).unsqueeze(0)
     model.eval()
@@ -130,9 +133,16 @@ def save_weights(model: BUNetV2, path: Path) -> None:
 
 
 def load_weights(path: Path) -> BUNetV2:
-    """Registry loader: a float32 model in eval mode from a file written by :func:`save_weights`."""
+    """Registry loader: a float32 model in eval mode from a file written by :func:`save_weights`
+    (or by :func:`edge.segment.effnet.save_weights`, whose payload names its ``arch``)."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(payload, dict) and payload.get("arch"):
+            # Weights of another segmentation network (edge.segment.effnet) given by file name.
+            from edge.segment import effnet
+            if payload["arch"] != effnet.ARCH:
+                raise KeyError(f"unknown arch {payload['arch']!r}")
+            return effnet.model_from_payload(payload)
         model = BUNetV2(UNetConfig(**payload["config"]))
         state = {k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()}
         model.load_state_dict(state)

