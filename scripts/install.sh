@@ -26,4 +26,4 @@ python3 -m venv .venv
 . .venv/bin/activate
 # The CPU build of PyTorch first: a bare 'torch' requirement would pull a multi-GB CUDA build.
 pip install -q "torch==2.13.0"
-pip install -q -e ".[classical,onnx,dev]"
+pip install -q -e ".[classical,onnx,dev,pretrained]"
