@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import weakref
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -233,6 +234,9 @@ class SpoolConfig(Section):
                             "copied into the spool (the card may then be removed)")
     delete_from_card_after_ack: bool = Field(False, description="delete the photo from the card once "
                                              "the offshore side acknowledged it")
+    disk_full_restart_s: float = Field(600.0, ge=0, description="when the disk under the spool or journal has "
+                                       "been full this long (the daemon waits meanwhile), stop pinging the "
+                                       "systemd watchdog so that systemd restarts the service; 0: never")
 
 
 class QuarantineConfig(Section):
@@ -337,6 +341,10 @@ class OffshoreConfig(Section):
 
 # ---------------------------------------------------------------------------- loading
 
+# The YAML file each loaded config came from (not a field: equal configs from two files stay equal).
+_SOURCES: dict[int, Path] = {}        # id(config) -> file, dropped with the config
+
+
 def load_edge_config(path: str | os.PathLike) -> EdgeConfig:
     """Read and validate an edge YAML file; every problem is one :class:`ConfigError`."""
     return _load(Path(path), EdgeConfig)
@@ -354,9 +362,24 @@ def dump_yaml(config: EdgeConfig | OffshoreConfig) -> str:
 
 
 def check_secrets(config: EdgeConfig | OffshoreConfig) -> None:
-    """Resolve every secret once (without keeping or showing it): for ``--validate-config``."""
-    if config.mqtt.auth.password is not None:
+    """Resolve every secret once (without keeping or showing it): for ``--validate-config`` and
+    before a service starts. The error names the YAML file and line when the config came from one."""
+    if config.mqtt.auth.password is None:
+        return
+    try:
         config.mqtt.auth.password.resolve("mqtt.auth.password")
+    except ConfigError as error:
+        source = _SOURCES.get(id(config))
+        if source is None or error.source:
+            raise
+        line = None
+        try:
+            line = _nearest_line(_key_lines(yaml.compose(source.read_text(encoding="utf-8"),
+                                                          Loader=yaml.SafeLoader)), tuple(error.key_path.split(".")))
+        except (OSError, yaml.YAMLError):
+            pass
+        message = str(error).removeprefix(f"{error.key_path}: ")
+        raise ConfigError(message, key_path=error.key_path, source=f"{source}:{line}" if line else str(source)) from None
 
 
 def _load(path: Path, schema: type[Section]):
@@ -374,7 +397,10 @@ def _load(path: Path, schema: type[Section]):
     if not isinstance(data, dict):
         raise ConfigError("the file must hold a YAML mapping of sections", source=str(path))
     try:
-        return schema.model_validate(data, context={"base_dir": path.parent.resolve()})
+        config = schema.model_validate(data, context={"base_dir": path.parent.resolve()})
+        _SOURCES[id(config)] = path
+        weakref.finalize(config, _SOURCES.pop, id(config), None)
+        return config
     except ValidationError as error:
         lines = _key_lines(node)
         messages = []

@@ -27,6 +27,8 @@ OK, WARN, FAIL = "OK", "WARN", "FAIL"
 CONSTRICTION_HOWTO = ("on aarch64 (Jetson) constriction 0.5.0 has no wheel and no source archive on PyPI: "
                       "build it from the git tag v0.5.0 with rustup and maturin, see deploy/JETSON.md")
 # File systems whose changes inotify does not report (the watcher must poll them).
+# Less free space than this is a full disk: the journal and the spool cannot write (the daemon waits).
+DISK_FULL_BYTES = 64 << 10
 NO_INOTIFY = {"fuse", "fuseblk", "exfat", "vfat", "msdos", "nfs", "nfs4", "cifs", "smb3", "9p", "sshfs"}
 
 
@@ -290,6 +292,9 @@ def check_folder(name: str, path: Path, writable: bool, may_be_absent: bool = Fa
         return Check(name, FAIL, f"{path} is not readable by this user")
     free = shutil.disk_usage(path).free
     detail = f"{path} on {point} ({fstype}), {free / 2**30:.1f} GiB free"
+    if writable and free < DISK_FULL_BYTES:
+        return Check(name, FAIL, f"{path} on {point} ({fstype}): the disk is full ({free} bytes free); the daemon "
+                                 f"waits (photos stay on the card) until space is freed or the disk is grown")
     if writable and free < 1 << 30:
         return Check(name, WARN, detail + ": less than 1 GiB")
     return Check(name, OK, detail)
@@ -306,6 +311,8 @@ def check_mounts(config) -> list[Check]:
                                                     f"set watch.observer to auto or polling")
             checks.append(check)
         checks.append(check_folder("spool", config.spool.folder, writable=True))
+        if config.journal.path is not None:
+            checks.append(check_folder("journal", config.journal.path.parent, writable=True))
         checks.append(check_folder("quarantine", config.quarantine_folder, writable=True))
     else:
         checks.append(check_folder("output", config.output.folder, writable=True))

@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from edge.errors import InputError
 
@@ -35,6 +35,9 @@ def decode_image_bytes(data: bytes, where: str = "") -> np.ndarray:
                 return np.asarray(rgb, dtype=np.uint8).copy()
     except InputError:
         raise
+    except UnidentifiedImageError:     # its own message names a BytesIO object, not the file
+        raise InputError(f"cannot identify image file: its content is not an image format this reads "
+                         f"(it starts with {bytes(data[:16])!r})", where) from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise InputError(f"not a readable image: {error}", where) from None
 

@@ -109,15 +109,21 @@ class StopSignals:
 
 
 def supervise(stop: threading.Event, signals: StopSignals, notifier: Notifier, period_s: float,
-              problem: Callable[[], str], status: Callable[[], str]) -> int:
+              problem: Callable[[], str], status: Callable[[], str],
+              stalled: Callable[[], str] = lambda: "") -> int:
     """The main loop of a service: every ``period_s`` (at most half the watchdog period) ask
     ``problem()``; if it names one, log it and return 1 (systemd restarts the service) without
     pinging the watchdog again; else ping it and update the status line. Returns 0 when a
     signal or the stop event asks to stop.
+
+    ``stalled()`` names a state the service is alive in but cannot get out of by itself (the disk
+    full for too long): the watchdog is not pinged while it lasts, so systemd's ``WatchdogSec=``
+    restarts the service; pinging resumes if it clears first.
     """
     if notifier.watchdog_s is not None:
         period_s = min(period_s, notifier.watchdog_s)
     next_check = time.monotonic() + period_s
+    was_stalled = ""
     while not stop.is_set() and not signals.requested:
         time.sleep(min(0.05, period_s))
         if time.monotonic() < next_check:
@@ -127,6 +133,14 @@ def supervise(stop: threading.Event, signals: StopSignals, notifier: Notifier, p
         if trouble:
             log.error("%s; exiting so that the service restarts", trouble)
             return 1
-        notifier.watchdog()
+        stuck = stalled()
+        if stuck and not was_stalled:
+            log.error("no progress: %s; no longer pinging the systemd watchdog, so that systemd restarts "
+                      "the service", stuck)
+        elif was_stalled and not stuck:
+            log.info("progress again; pinging the systemd watchdog again")
+        was_stalled = stuck
+        if not stuck:
+            notifier.watchdog()
         notifier.status(status())
     return 0

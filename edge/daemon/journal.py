@@ -16,6 +16,9 @@ A photo is identified by the SHA-256 of its file: the same photo found again (a 
 card re-inserted at another mount point) is recognised; another photo reusing a file name
 (cameras restart their numbering) is a new photo. WAL mode, ``synchronous=FULL``: a
 committed state survives a power cut.
+
+Given a :class:`~edge.daemon.diskspace.DiskSpace`, every write (and the opening) waits while
+the disk is full and goes on when space returns; without one, SQLITE_FULL is raised.
 """
 from __future__ import annotations
 
@@ -24,6 +27,9 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
+from edge.daemon.diskspace import DiskSpace
 
 STATES = ("seen", "segmented", "coded", "spooled", "published", "acknowledged", "failed")
 UNFINISHED = ("seen", "segmented", "coded")          # resumed through the coding pipeline
@@ -92,14 +98,31 @@ class PhotoRecord:
 class Journal:
     """Thread-safe: one connection, one lock, every call one committed transaction."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, disk: DiskSpace | None = None):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.disk = disk
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._db: sqlite3.Connection | None = None
+        self._write(self._open)
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+        except BaseException:
+            db.close()                   # a full disk: the next try opens it afresh
+            raise
+        self._db = db
+
+    def _write(self, write: Callable[[], object]):
+        """One write transaction; with a DiskSpace, it waits while the disk is full (the lock is
+        held only while trying, so readers, e.g. the status topic, go on meanwhile)."""
+        if self.disk is None:
+            return write()
+        return self.disk.retry(write, f"the journal {self.path}")
 
     def close(self) -> None:
         with self._lock:
@@ -174,15 +197,20 @@ class Journal:
         is already known (its location is updated)."""
         _check_state(state)
         now = time.time()
-        with self._lock:
-            cursor = self._db.execute(
-                "INSERT OR IGNORE INTO photos (path, size, mtime_ns, sha256, folder_key, capture_time, state,"
-                " reason, source_copy, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (path, size, mtime_ns, sha256, folder_key, capture_time, state, reason, source_copy, now, now))
-            new = cursor.rowcount == 1
-            if not new:
+
+        def insert() -> bool:
+            with self._lock:
+                cursor = self._db.execute(
+                    "INSERT OR IGNORE INTO photos (path, size, mtime_ns, sha256, folder_key, capture_time, state,"
+                    " reason, source_copy, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (path, size, mtime_ns, sha256, folder_key, capture_time, state, reason, source_copy, now, now))
+                if cursor.rowcount == 1:
+                    return True
                 self._db.execute("UPDATE photos SET path = ?, size = ?, mtime_ns = ? WHERE sha256 = ?",
                                  (path, size, mtime_ns, sha256))
+                return False
+
+        new = self._write(insert)
         return self.find_sha256(sha256), new
 
     def set_state(self, photo_id: int, state: str, expect: tuple[str, ...] = (), **fields) -> bool:
@@ -199,23 +227,31 @@ class Journal:
             raise ValueError(f"cannot set journal columns {sorted(unknown)}")
         assignments = ", ".join(f"{name} = ?" for name in ("state", "updated_at", *fields))
         condition = f" AND state IN ({','.join('?' * len(expect))})" if expect else ""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                changed = self._db.execute(f"UPDATE photos SET {assignments} WHERE id = ?{condition}",
-                                           (state, time.time(), *fields.values(), photo_id, *expect)).rowcount
-                if changed and fields.get("bundle_id"):
-                    self._db.execute("INSERT OR IGNORE INTO bundles (bundle_id, photo_id) VALUES (?, ?)",
-                                     (fields["bundle_id"], photo_id))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return bool(changed)
+
+        def update() -> int:
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    changed = self._db.execute(f"UPDATE photos SET {assignments} WHERE id = ?{condition}",
+                                               (state, time.time(), *fields.values(), photo_id, *expect)).rowcount
+                    if changed and fields.get("bundle_id"):
+                        self._db.execute("INSERT OR IGNORE INTO bundles (bundle_id, photo_id) VALUES (?, ?)",
+                                         (fields["bundle_id"], photo_id))
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:     # SQLITE_FULL may have rolled it back already
+                        self._db.execute("ROLLBACK")
+                    raise
+                return changed
+
+        return bool(self._write(update))
 
     def set_surface(self, photo_ids: list[int], surface: str) -> None:
-        with self._lock:
-            self._db.executemany("UPDATE photos SET surface = ? WHERE id = ?", [(surface, i) for i in photo_ids])
+        def update() -> None:
+            with self._lock:
+                self._db.executemany("UPDATE photos SET surface = ? WHERE id = ?", [(surface, i) for i in photo_ids])
+
+        self._write(update)
 
 
 def _check_state(state: str) -> None:

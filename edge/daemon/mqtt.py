@@ -193,6 +193,23 @@ class Completion:
     no_subscribers: bool = False
 
 
+class _PahoLog:
+    """paho's log calls, with its errors demoted to debug messages.
+
+    While the broker is away paho logs an ERROR on every loop turn ("Client is not connected")
+    and every failed receive; the link itself says once per outage what happened. An exception
+    raised in one of our callbacks ("Caught exception in on_...") stays an error.
+    """
+
+    def __init__(self):
+        self.logger = logging.getLogger("edge.mqtt.paho")
+
+    def log(self, level: int, message: str, *args) -> None:
+        if level >= logging.WARNING and not str(message).startswith("Caught exception"):
+            level = logging.DEBUG
+        self.logger.log(level, message, *args)
+
+
 class MqttLink:
     """One MQTT v5 client: persistent session, retained availability with a last will,
     automatic reconnect with back-off, subscriptions renewed on every connect.
@@ -214,6 +231,7 @@ class MqttLink:
         self._connected = threading.Event()
         self.last_error = ""
         self.connects = 0
+        self._outage_said = False        # the current outage was logged (one warning per outage)
         self._stopping = False
         self._client = self._make_client()
 
@@ -223,7 +241,7 @@ class MqttLink:
         config = self.config
         client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=config.client_id,
                              protocol=paho.MQTTv5)
-        client.enable_logger(logging.getLogger("edge.mqtt.paho"))
+        client.enable_logger(_PahoLog())
         client.reconnect_delay_set(config.reconnect_min_s, config.reconnect_max_s)
         client.max_queued_messages_set(0)
         # paho's own in-flight window is not ours: the publisher limits itself (publish.max_inflight)
@@ -241,6 +259,7 @@ class MqttLink:
         client.will_set(self.availability_topic, OFFLINE, qos=QOS, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         client.on_publish = self._on_publish
         client.on_message = self._on_message
         return client
@@ -288,11 +307,15 @@ class MqttLink:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             # Refused (bad credentials, not authorised ...): not connected, whatever the socket says.
-            self.last_error = f"broker refused the connection: {reason_code}"
-            log.error("%s (%s:%d as %s)", self.last_error, self.config.host, self.config.port,
-                      self.config.client_id)
+            # Said once, not at every reconnect attempt.
+            error = f"broker refused the connection: {reason_code}"
+            (log.debug if error == self.last_error else log.error)(
+                "%s (%s:%d as %s); retrying with back-off", error, self.config.host, self.config.port,
+                self.config.client_id)
+            self.last_error = error
             return
         self.connects += 1
+        self._outage_said = False
         log.info("connected to %s:%d as %s (session present: %s)", self.config.host, self.config.port,
                  self.config.client_id, flags.session_present)
         client.publish(self.availability_topic, ONLINE, qos=QOS, retain=True)
@@ -306,6 +329,15 @@ class MqttLink:
         if was and not self._stopping:
             self.last_error = f"disconnected from the broker: {reason_code}"
             log.warning("%s; reconnecting with back-off", self.last_error)
+            self._outage_said = True
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        if self._stopping or self._outage_said:
+            return
+        self._outage_said = True
+        self.last_error = f"cannot reach the broker at {self.config.host}:{self.config.port}"
+        log.warning("%s; retrying with back-off (%.0f to %.0f s)", self.last_error, self.config.reconnect_min_s,
+                    self.config.reconnect_max_s)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         # 0x10 "No matching subscribers": the broker took the message but nobody will get it.

@@ -10,6 +10,11 @@ Every queue is bounded (back-pressure: a full spool stops coding, which stops se
 ...), except the small one of refused bundles. One stop event ends every stage; ``stop()``
 joins them in the reverse order of ``start()``. What is in flight is in the journal: a
 restart resumes it.
+
+A full disk under the journal or the spool is waited out where it happens
+(:mod:`edge.daemon.diskspace`), at start-up too; it shows in the status topic and the systemd
+STATUS line, and when it lasts longer than ``spool.disk_full_restart_s`` the watchdog is no
+longer pinged, so systemd restarts the service.
 """
 from __future__ import annotations
 
@@ -18,8 +23,9 @@ import queue
 import threading
 from typing import Any, Callable
 
-from edge.config import EdgeConfig
+from edge.config import EdgeConfig, check_secrets
 from edge.daemon.coding import Coder, resolve_coder
+from edge.daemon.diskspace import DiskSpace, DiskWaitStopped
 from edge.daemon.grouping import SurfaceGrouper
 from edge.daemon.health import Notifier, StopSignals, supervise
 from edge.daemon.journal import IN_SPOOL, UNFINISHED, Journal, PhotoRecord
@@ -44,6 +50,8 @@ class EdgeDaemon:
                  segmenter: Segmenter | None = None, coders: Any = None):
         self.config = config
         self.stop_event = threading.Event()
+        self.disk = DiskSpace(self.stop_event)                 # shared by every writer: one disk-full state
+        self.started = False
         self.coder, self.settings = resolve_coder(config.coding, coder, settings, coders, config.runtime)
         self.segmenter = segmenter or make_segmenter(config.segmentation, config.runtime)
         # The queues between stages. Items are paths and photo ids, except the two bundles
@@ -72,6 +80,7 @@ class EdgeDaemon:
         self._start_grouper()        # 6. photos -> surface groups
         self._start_intake()         # 7. file -> 'seen' (or quarantined); resumes unfinished photos
         self._start_watcher()        # 8. watched folders -> complete files
+        self.started = True
         log.info("edge daemon %s started: %s", self.config.device, ", ".join(self.stage_names()))
 
     def stop(self, progress: Callable[[float], Any] = lambda seconds: None) -> None:
@@ -85,7 +94,9 @@ class EdgeDaemon:
         if self.journal is not None:
             self.journal.close()
             self.journal = None
-        log.info("edge daemon %s stopped", self.config.device)
+        if self.started:                     # nothing to claim for a start that did not finish
+            log.info("edge daemon %s stopped", self.config.device)
+            self.started = False
 
     def request_stop(self) -> None:
         self.stop_event.set()
@@ -99,8 +110,8 @@ class EdgeDaemon:
     # -- the steps of start()
 
     def _open_state(self) -> None:
-        self.journal = Journal(self.config.journal_path)
-        self.spool = Spool(self.config.spool.folder, int(self.config.spool.max_bytes))
+        self.spool = Spool(self.config.spool.folder, int(self.config.spool.max_bytes), self.disk)
+        self.journal = Journal(self.config.journal_path, self.disk)
         removed = self.spool.remove_temporary_files()
         live = {record.bundle_id for record in self.journal.in_states(*IN_SPOOL)}
         for path in self.spool.bundles.iterdir():
@@ -170,14 +181,24 @@ class EdgeDaemon:
         """Queue depths for the status topic."""
         return {"queues": {"files": self.files.qsize(), "photos": self.photos.qsize(),
                            "groups": self.groups.qsize(), "to_code": self.to_code.qsize(),
-                           "recode": self.recode.qsize(), "to_spool": self.to_spool.qsize()}}
+                           "recode": self.recode.qsize(), "to_spool": self.to_spool.qsize()},
+                **self.disk.status()}
 
     def status_line(self) -> str:
         counts = self.journal.counts() if self.journal is not None else {}
         spooled = counts.get("spooled", 0) + counts.get("published", 0)
+        disk = self.disk.describe()
         return (f"{counts.get('acknowledged', 0)} delivered, {spooled} in the spool, "
                 f"{counts.get('failed', 0)} failed; broker "
-                f"{'connected' if self.publisher and self.publisher.link.connected else 'not connected'}")
+                f"{'connected' if self.publisher and self.publisher.link.connected else 'not connected'}"
+                + (f"; {disk}" if disk else ""))
+
+    def stalled(self) -> str:
+        """Why the daemon cannot make progress and a restart is due, or "" (see supervise)."""
+        limit = self.config.spool.disk_full_restart_s
+        if limit and self.disk.full_for() > limit:
+            return f"{self.disk.describe()} (longer than spool.disk_full_restart_s = {limit:.0f} s)"
+        return ""
 
 
 def run_daemon(config: EdgeConfig, coder: Coder | None = None, settings: Any = None,
@@ -186,20 +207,35 @@ def run_daemon(config: EdgeConfig, coder: Coder | None = None, settings: Any = N
     """Run until SIGTERM/SIGINT (0) or until a stage dies (1, so systemd restarts us).
 
     Tells systemd READY=1 once started, pings its watchdog from this loop while every stage
-    is alive, and says STOPPING=1 before the reverse-order shutdown.
+    is alive and the disk has not been full for too long, and says STOPPING=1 before the
+    reverse-order shutdown. A full disk at start-up is waited out (the start timeout extended).
     """
+    check_secrets(config)            # a missing password fails here, before anything starts
     notifier = notifier or Notifier()
     daemon = EdgeDaemon(config, coder, settings, segmenter, coders)
     signals = StopSignals().install()
+
+    def starting() -> None:          # called while start-up waits for disk space
+        notifier.extend_timeout(10.0)
+        notifier.status(f"starting: {daemon.disk.describe()}")
+        if signals.requested:
+            daemon.request_stop()
+
     try:
-        daemon.start()
+        daemon.disk.on_wait = starting
+        try:
+            daemon.start()
+        except DiskWaitStopped:
+            return 0                 # asked to stop while waiting for space to start
+        daemon.disk.on_wait = None
         notifier.ready(daemon.status_line())
 
         def problem() -> str:
             dead = daemon.dead_stages()
             return f"stage(s) {', '.join(dead)} stopped unexpectedly" if dead else ""
 
-        return supervise(daemon.stop_event, signals, notifier, tick_s, problem, daemon.status_line)
+        return supervise(daemon.stop_event, signals, notifier, tick_s, problem, daemon.status_line,
+                         stalled=daemon.stalled)
     finally:
         notifier.stopping("stopping: finishing the photo in hand")
         daemon.stop(progress=notifier.extend_timeout)

@@ -11,7 +11,8 @@ fills the link's queues):
 - on the offshore ack: ``acknowledged``, and the spooled files are deleted; on a negative
   ack: the photo is coded again as its source file (``recode``), or, if that is what was
   refused, the same bundle is sent again, up to ``max_attempts`` sends;
-- publishes the status topic every ``status_interval_s``.
+- publishes the status topic every ``status_interval_s``, from a thread of its own, so the
+  status still goes out while the sending thread waits (a journal write on a full disk).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from edge.config import EdgeConfig
+from edge.daemon.diskspace import DiskWaitStopped
 from edge.daemon.journal import Journal, PhotoRecord
 from edge.daemon.mqtt import Ack, MqttLink, Topics, chunk_properties, split_bundle
 from edge.daemon.spool import Spool
@@ -68,6 +70,7 @@ class Publisher:
         self._tokens = 0.0
         self._token_time = time.monotonic()
         self._thread: threading.Thread | None = None
+        self._status_thread: threading.Thread | None = None
         self.sent_bytes = 0
         self.last_error = ""
         self._rate_window: list[tuple[float, int]] = []
@@ -78,12 +81,15 @@ class Publisher:
         self.link.start()
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
         self._thread.start()
+        self._status_thread = threading.Thread(target=self._status_loop, name="status", daemon=True)
+        self._status_thread.start()
 
     def stop(self) -> None:
         """Stop sending (unfinished bundles stay spooled), publish ``stopped``, disconnect."""
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
+        for thread in (self._thread, self._status_thread):
+            if thread is not None:
+                thread.join()
         self.link.stop()
 
     @property
@@ -100,16 +106,26 @@ class Publisher:
 
     # -- the loop
 
+    def _status_loop(self) -> None:
+        while not self.stop_event.is_set():
+            if self.link.connected:
+                self._publish_status()
+                self.stop_event.wait(self.config.publish.status_interval_s)
+            else:
+                self.stop_event.wait(0.1)
+
     def _run(self) -> None:
-        next_status = 0.0
+        try:
+            self._send_loop()
+        except DiskWaitStopped:
+            pass                         # stopping while a journal write waited for space
+
+    def _send_loop(self) -> None:
         next_poll = 0.0
         while not self.stop_event.is_set():
             self._drain_completions()
             self._drain_acks()
             now = time.monotonic()
-            if now >= next_status and self.link.connected:
-                self._publish_status()
-                next_status = now + self.config.publish.status_interval_s
             if not self.link.connected:
                 self.stop_event.wait(0.1)
                 continue
@@ -181,7 +197,10 @@ class Publisher:
         sending.outstanding.add(mid)
         self._mids[mid] = chunk.bundle_id
         self.sent_bytes += len(chunk.payload)
-        self._rate_window.append((time.monotonic(), len(chunk.payload)))
+        now = time.monotonic()
+        self._rate_window.append((now, len(chunk.payload)))
+        while self._rate_window and now - self._rate_window[0][0] > 60.0:
+            self._rate_window.pop(0)                 # trimmed here: the status thread only reads it
 
     def _take_tokens(self, size: int) -> bool:
         """Token bucket for ``rate_limit_bytes_per_s``: False (after a short wait) if not yet allowed."""
@@ -313,8 +332,8 @@ class Publisher:
 
     def rate_bytes_per_s(self, window_s: float = 10.0) -> float:
         now = time.monotonic()
-        self._rate_window = [(t, n) for t, n in self._rate_window if now - t <= window_s]
-        return sum(n for _, n in self._rate_window) / window_s
+        window = [(t, n) for t, n in list(self._rate_window) if now - t <= window_s]
+        return sum(n for _, n in window) / window_s
 
     def _publish_status(self) -> None:
         status = {

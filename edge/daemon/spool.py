@@ -11,6 +11,10 @@ leaves a file the journal does not know; coding that photo again writes the same
 (bundle ids are stable), so nothing is left twice. Nothing is ever dropped for lack of room: when the quota
 would be exceeded, :meth:`Spool.wait_for_room` logs one clear warning and blocks until
 acknowledgements free space (the photos wait on the card meanwhile).
+
+The quota is ours; a full *disk* is not (other files, a small partition): with a
+:class:`~edge.daemon.diskspace.DiskSpace`, every write here waits while the disk is full and
+goes on when space returns, and so does :func:`quarantine_file`.
 """
 from __future__ import annotations
 
@@ -18,25 +22,34 @@ import logging
 import shutil
 import threading
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import cv2
 import numpy as np
 
 from edge.codec.container import SUFFIX, write_file_atomically
+from edge.daemon.diskspace import DiskSpace, is_disk_full
 from edge.errors import InputError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _waiting(disk: DiskSpace | None, write: Callable[[], T], what: str) -> T:
+    """``write()``, waiting for space when a DiskSpace is given."""
+    return write() if disk is None else disk.retry(write, what)
 
 
 class Spool:
-    def __init__(self, folder: Path, max_bytes: int):
+    def __init__(self, folder: Path, max_bytes: int, disk: DiskSpace | None = None):
         self.folder = Path(folder)
         self.max_bytes = int(max_bytes)
+        self.disk = disk
         self.bundles = self.folder / "bundles"
         self.work = self.folder / "work"
         self.sources = self.folder / "sources"
         for sub in (self.bundles, self.work, self.sources):
-            sub.mkdir(parents=True, exist_ok=True)
+            _waiting(disk, lambda: sub.mkdir(parents=True, exist_ok=True), f"the spool folder {sub}")
         self._room = threading.Condition()
         self._full_warned = False
         self.used_bytes = self._measure()
@@ -85,7 +98,7 @@ class Spool:
         """Durably store a bundle (call :meth:`wait_for_room` first)."""
         path = self.bundle_path(bundle_id)
         old = path.stat().st_size if path.exists() else 0
-        write_file_atomically(path, data)
+        _waiting(self.disk, lambda: write_file_atomically(path, data), f"bundle {path}")
         self._account(len(data) - old)
         return path
 
@@ -121,7 +134,7 @@ class Spool:
         if not ok:
             raise InputError("cannot encode the mask as PNG", path=str(self.mask_path(photo_id)))
         path = self.mask_path(photo_id)
-        write_file_atomically(path, encoded.tobytes())
+        _waiting(self.disk, lambda: write_file_atomically(path, encoded.tobytes()), f"mask {path}")
         return path
 
     def read_mask(self, photo_id: int) -> np.ndarray | None:
@@ -142,7 +155,7 @@ class Spool:
         if not target.exists():
             with open(source, "rb") as handle:
                 data = handle.read()
-            write_file_atomically(target, data)
+            _waiting(self.disk, lambda: write_file_atomically(target, data), f"source copy {target}")
             self._account(len(data))
         return target
 
@@ -151,16 +164,26 @@ class Spool:
             self._delete(Path(path))
 
 
-def quarantine_file(path: Path, folder: Path, reason: str, sha256: str = "") -> Path:
+def quarantine_file(path: Path, folder: Path, reason: str, sha256: str = "",
+                    disk: DiskSpace | None = None) -> Path:
     """Copy an unusable input into the quarantine folder with a ``.reason.txt`` beside it.
 
-    The original stays where it is (the card is never written to for a bad file)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    The original stays where it is (the card is never written to for a bad file). With ``disk``,
+    a full disk is waited out (a half copy is removed before the next try)."""
     stem = f"{sha256[:12]}-{path.name}" if sha256 else path.name
     target = folder / stem
-    try:
-        shutil.copyfile(path, target)
-    except OSError as error:
-        reason += f" (the file could not be copied: {error.strerror})"
-    write_file_atomically(folder / f"{stem}.reason.txt", f"{path}\n{reason}\n".encode("utf-8"))
+
+    def write() -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        note = reason
+        try:
+            shutil.copyfile(path, target)
+        except OSError as error:
+            target.unlink(missing_ok=True)
+            if disk is not None and is_disk_full(error):
+                raise                                # waited out, then copied
+            note += f" (the file could not be copied: {error.strerror})"
+        write_file_atomically(folder / f"{stem}.reason.txt", f"{path}\n{note}\n".encode("utf-8"))
+
+    _waiting(disk, write, f"quarantine {target}")
     return target

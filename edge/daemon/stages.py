@@ -23,6 +23,7 @@ from edge.codec.metadata import source_metadata_from_bytes
 from edge.codec.sourcefile import CODER as SOURCE_FILE
 from edge.config import EdgeConfig
 from edge.daemon.coding import Coder, CodedPhoto, code_photo
+from edge.daemon.diskspace import DiskWaitStopped
 from edge.daemon.grouping import GroupMember, SurfaceGrouper, capture_time_from_exif
 from edge.daemon.journal import UNFINISHED, Journal
 from edge.daemon.segmentation import Segmenter
@@ -75,6 +76,8 @@ class Stage:
         while not self.stop_event.is_set():
             try:
                 self.step()
+            except DiskWaitStopped:
+                return                   # stopping while the disk was full: the journal has the item
             except Exception:
                 log.exception("%s: unexpected error; going on", self.name)
                 self.stop_event.wait(1.0)
@@ -91,7 +94,12 @@ class Stage:
 
 class Intake(Stage):
     """Complete file -> journal ``seen``: hash it, check it decodes, read its capture time;
-    unusable files are quarantined with the reason."""
+    unusable files are quarantined with the reason.
+
+    Some writers close a file between pieces, so "closed" is not always "complete": a file
+    that does not decode is tried again every ``watch.stable_s`` and quarantined only once it
+    failed unchanged (same size and mtime) for that long. An empty file waits the same way.
+    """
 
     name = "intake"
 
@@ -104,6 +112,7 @@ class Intake(Stage):
         self.photos = photos
         self.to_code = to_code
         self.resumed = 0
+        self._failing: dict[Path, tuple[FoundFile, int, int, float]] = {}   # path -> (found, size, mtime, since)
 
     def _loop(self) -> None:
         self.resume()
@@ -123,13 +132,42 @@ class Intake(Stage):
             log.info("resuming %d unfinished photos from the journal", self.resumed)
 
     def step(self) -> None:
-        found = self._get(self.files)
+        found = self._get(self.files) or self._due_again()
         if found is not None:
             self.take(found)
+
+    def _due_again(self) -> FoundFile | None:
+        """A file that did not decode, due for another try (with its current size and mtime)."""
+        now = time.monotonic()
+        stable_s = self.config.watch.stable_s
+        for path, (found, _, _, since) in list(self._failing.items()):
+            if now - since >= stable_s:
+                try:
+                    info = path.stat()
+                except OSError:
+                    del self._failing[path]      # gone (renamed, deleted): nothing to take
+                    continue
+                return FoundFile(path, found.folder, info.st_size, info.st_mtime_ns)
+        return None
+
+    def _still_writing(self, found: FoundFile, data: bytes, info: os.stat_result) -> bool:
+        """Whether a file that does not decode may still be being written: it changed while we
+        read it, or it has not stayed unchanged for ``stable_s`` since it first failed."""
+        now = time.monotonic()
+        current = (info.st_size, info.st_mtime_ns)
+        earlier = self._failing.get(found.path)
+        if len(data) != info.st_size or earlier is None or earlier[1:3] != current:
+            self._failing[found.path] = (found, *current, now)
+            return True
+        if now - earlier[3] < self.config.watch.stable_s:
+            return True
+        del self._failing[found.path]
+        return False
 
     def take(self, found: FoundFile) -> None:
         path = found.path
         if self.journal.find_file(str(path), found.size, found.mtime_ns) is not None:
+            self._failing.pop(path, None)
             return
         try:
             data = path.read_bytes()
@@ -137,20 +175,30 @@ class Intake(Stage):
         except OSError as error:
             log.warning("%s: cannot read (%s); it will be taken when it is found again", path, error.strerror)
             return
-        sha256 = hashlib.sha256(data).hexdigest()
-        if self.journal.find_sha256(sha256) is not None:
+        # Every empty file would share one hash (the journal's identity): give each its own.
+        sha256 = hashlib.sha256(data or b"empty file " + os.fsencode(path)).hexdigest()
+        if data and self.journal.find_sha256(sha256) is not None:
             self.journal.add_photo(str(path), len(data), info.st_mtime_ns, sha256, None)   # moved: new location
             return
         folder_key = _relative_folder(path, found.folder)
         try:
+            if not data:
+                raise InputError("the file is empty (0 bytes)", str(path))
             decode_image_bytes(data, str(path))                  # decodes it all: a truncated file fails here
             metadata = source_metadata_from_bytes(data, path.name, str(path))
         except InputError as error:
-            target = quarantine_file(path, self.config.quarantine_folder, str(error), sha256)
+            if self._still_writing(found, data, info):
+                log.debug("%s does not decode yet (%s); trying again in %.1f s", path, error,
+                          self.config.watch.stable_s)
+                return
+            target = quarantine_file(path, self.config.quarantine_folder, str(error), sha256, disk=self.spool.disk)
             self.journal.add_photo(str(path), len(data), info.st_mtime_ns, sha256, None, folder_key,
                                    state="failed", reason=f"quarantined: {error}")
-            log.error("quarantined: %s (copy in %s)", error, target.parent)
+            # An empty file was announced by the watcher already: one line is enough.
+            log.log(logging.INFO if not data else logging.ERROR, "quarantined: %s, unchanged for %.1f s (copy in %s)",
+                    error, self.config.watch.stable_s, target.parent)
             return
+        self._failing.pop(path, None)
         capture_time = capture_time_from_exif(metadata.exif) or info.st_mtime_ns / 1e9
         copy = None
         if self.config.spool.source_policy == "spool":
@@ -275,7 +323,8 @@ class Coding(Stage):
         try:
             coded = self._code(source, mask, fallback_for, self._blade_missed(source, mask))
         except InputError as error:
-            target = quarantine_file(source, self.config.quarantine_folder, str(error), record.sha256)
+            target = quarantine_file(source, self.config.quarantine_folder, str(error), record.sha256,
+                                     disk=self.spool.disk)
             self.journal.set_state(photo_id, "failed", reason=f"quarantined: {error}")
             log.error("quarantined: %s (copy in %s)", error, target.parent)
             return
@@ -339,14 +388,19 @@ class Spooling(Stage):
         if not self.spool.wait_for_room(len(coded.data), self.stop_event):
             return                                   # stopping: the photo stays 'coded' and is resumed
         previous = self.journal.get(photo_id).bundle_id
+        failing = False
         while True:
             try:
-                self.spool.write_bundle(coded.bundle_id, coded.data)
+                self.spool.write_bundle(coded.bundle_id, coded.data)     # a full disk is waited out inside
                 break
-            except OSError as error:
-                log.error("cannot write bundle %s to the spool (%s); retrying", coded.bundle_id, error.strerror)
+            except OSError as error:                 # another failure (I/O error ...): logged once, retried
+                (log.debug if failing else log.error)("cannot write bundle %s to the spool (%s); retrying every "
+                                                      "2 s", coded.bundle_id, error.strerror)
+                failing = True
                 if self.stop_event.wait(2.0):
                     return
+        if failing:
+            log.info("bundle %s written to the spool after all", coded.bundle_id)
         changed = self.journal.set_state(photo_id, "spooled", expect=UNFINISHED, bundle_id=coded.bundle_id,
                                          bundle_size=len(coded.data), sent_source=int(coded.sent_source),
                                          attempts=0, published_at=None)

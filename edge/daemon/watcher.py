@@ -8,6 +8,9 @@ writing (inotify's close-write event) and unchanged since, or, where no close ev
 removed and inserted again, maybe at another device), so nothing written while no observer
 ran is missed. Paths already handed over are handed over again only if they changed; the
 journal decides what is new.
+
+An empty file is announced once and handed over only after it stayed empty for ``stable_s``
+(the intake quarantines it if it is still empty); if it is written later it is taken then.
 """
 from __future__ import annotations
 
@@ -142,6 +145,7 @@ class Watcher:
         self.pending = _Pending()
         self._candidates: dict[Path, _Candidate] = {}
         self._handed: dict[Path, tuple[int, int]] = {}      # path -> (size, mtime_ns) handed over
+        self._empty: set[Path] = set()                       # empty files already announced
         self._folders = {Path(folder): _FolderState() for folder in config.folders}
         self._rescan_requests: set[Path] = set()
         self._rescan_lock = threading.Lock()
@@ -261,9 +265,18 @@ class Watcher:
             changed = (info.st_size, info.st_mtime_ns) != (candidate.size, candidate.mtime_ns)
             if changed:
                 candidate.size, candidate.mtime_ns, candidate.since = info.st_size, info.st_mtime_ns, now
-            complete = candidate.closed or (not changed and now - candidate.since >= self.config.stable_s)
-            if info.st_size == 0 or not complete:
-                continue
+            steady = not changed and now - candidate.since >= self.config.stable_s
+            if info.st_size == 0:
+                if path not in self._empty:
+                    self._empty.add(path)
+                    log.warning("%s is empty (0 bytes): waiting for it to be written; quarantined if it stays "
+                                "empty", path)
+                if not steady:
+                    continue                 # closed or not, an empty file waits stable_s
+            else:
+                self._empty.discard(path)
+                if not (candidate.closed or steady):
+                    continue
             del self._candidates[path]
             if self._handed.get(path) == (info.st_size, info.st_mtime_ns):
                 continue                     # handed over already, unchanged
