@@ -9,7 +9,7 @@ import argparse
 import importlib
 import importlib.util
 
-HELP = "train a model (seg, lossy, lossless, ...); resumes from its checkpoint directory"
+HELP = "train a model (seg, lossy, lossless, implicit, or all of them); resumes from its checkpoint directory"
 
 # Kind -> module. A kind appears only when its module exists.
 TRAINERS = {
@@ -17,6 +17,8 @@ TRAINERS = {
     "lossy": "edge.train.lossy",
     "lossless": "edge.train.lossless",
     "implicit": "edge.train.implicit",
+    "all": "edge.train.all",            # every model above from its shipped weights, in one budget
+    "promote": "edge.train.promote",    # ship what `all` trained, when clearly better
 }
 
 

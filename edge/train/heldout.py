@@ -1,0 +1,164 @@
+"""Each model's held-out score, with its own trainer's validation code, for any weights file.
+
+A weights file is either shipped weights (edge/weights/*.pt: fp16 state dict and config) or a
+training checkpoint of that model's trainer (``model`` and its config). Every score is lower-is-
+better, so that `edge train all` and `edge train promote` compare models of every kind alike:
+
+- lossy (HP+EASN-deep): the lossy trainer's score over 12 held-out crops, as they are and
+  recoloured, every quality level: mean of 10 * bpp - PSNR (dB);
+- implicit (implicit-roi): the implicit trainer's score, the same with ROI PSNR;
+- lossless (Bit-swap): negative ELBO in bits per sub-pixel over fixed held-out 64x64 crops;
+- seg (BU-Netv2): minus the mean F1 over the held-out frames with a blade.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge.errors import InputError
+from edge.train.common import IMPLICIT_FORMAT, LOSSY_FORMAT, on_device, read_shipped
+
+KINDS = ("lossy", "lossless", "implicit", "seg")
+# The shipped weights and model card of each kind, under edge/weights/.
+SHIPPED = {"lossy": "hp_easn", "lossless": "bitswap", "implicit": "implicit_roi", "seg": "bunetv2"}
+
+
+@dataclass
+class DataFolders:
+    """Where each model's images are: a wta-train folder (images/, masks/) serves every model;
+    a packed set (scripts/gpu_burst.sh pack) has whole frames at a reduced size for the
+    segmentation network and full-resolution crops for the coders."""
+    frames: Path            # whole frames with masks (seg)
+    crops: Path             # images/ (+ masks/) at full resolution (lossy, lossless, implicit)
+    implicit_scale: float   # the implicit trainer's --scale for ``crops``
+    synth: Path | None = None   # an `edge synth` inspection, extra training frames (lossy, seg)
+
+    @classmethod
+    def of(cls, data: Path, synth: Path | None = None) -> "DataFolders":
+        import json
+
+        data = Path(data)
+        if not data.is_dir():
+            raise InputError("no such data folder", str(data))
+        pack = data / "pack.json"
+        if pack.exists():
+            layout = json.loads(pack.read_text())
+            synth = synth or (data / layout["synth"] if layout.get("synth") and (data / layout["synth"]).is_dir()
+                              else None)
+            return cls(data / layout["frames"], data / layout["crops"], float(layout.get("implicit_scale", 1.0)),
+                       synth)
+        if not (data / "images").is_dir():
+            raise InputError("neither a wta-train folder (images/, masks/) nor a packed set (pack.json)", str(data))
+        return cls(data, data, 0.5, synth)
+
+
+@dataclass
+class Score:
+    value: float            # lower is better
+    metrics: dict           # the trainer's own validation numbers
+    step: int               # of the weights' run
+
+
+def load_model(kind: str, path: Path) -> tuple[torch.nn.Module, int, dict]:
+    """(float32 model on the CPU in eval mode, its run's step, its config) from shipped weights or a
+    training checkpoint of ``kind``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"no {kind} weights here", str(path))
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    shipped = isinstance(payload, dict) and "state_dict" in payload
+    if kind == "lossy":
+        from edge.codec.lossy.model import HyperpriorEASN, LossyConfig
+        if shipped:
+            payload = read_shipped(path, LOSSY_FORMAT)
+            config, state, step = payload["config"], payload["state_dict"], payload.get("info", {}).get("step", 0)
+        else:   # a checkpoint: its weight average is what the trainer validates and exports
+            config, state, step = payload["config"], payload.get("average", payload["model"]), payload["state"]["step"]
+        model = HyperpriorEASN(LossyConfig(**config))
+    elif kind == "implicit":
+        from edge.codec.implicit.model import ImplicitConfig, ImplicitROI
+        if shipped:
+            payload = read_shipped(path, IMPLICIT_FORMAT)
+            config, state, step = payload["config"], payload["state_dict"], payload.get("info", {}).get("step", 0)
+        else:
+            config, state, step = payload["config"], payload["model"], payload["state"]["step"]
+        model = ImplicitROI(ImplicitConfig(**config))
+    elif kind == "lossless":
+        from edge.codec.bitswap.model import BitswapConfig, BitswapVAE
+        from edge.train.lossless import init_state
+        loaded = init_state(path)
+        config, state, step = loaded["model_config"], loaded["model"], loaded.get("step", 0)
+        model = BitswapVAE(BitswapConfig(**config))
+    elif kind == "seg":
+        model, step, config = _seg_model(payload, shipped)
+        state = payload["state_dict"] if shipped else payload["model"]
+    else:
+        raise InputError(f"unknown model kind {kind!r} (known: {', '.join(KINDS)})", str(path))
+    model.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state.items()})
+    return model.eval(), int(step or 0), dict(config)
+
+
+def _seg_model(payload: dict, shipped: bool):
+    from edge.segment.unet import BUNetV2, UNetConfig
+    if shipped:
+        config = payload["config"]
+        return BUNetV2(UNetConfig(**config)), int(payload.get("step", 0)), config
+    config = payload["config"]          # the segmentation trainer's config
+    from edge.train import seg
+    if hasattr(seg, "build_model"):     # a trainer that knows several networks builds its own
+        fields = {k: v for k, v in config.items() if k in seg.SegTrainConfig.__dataclass_fields__}
+        return seg.build_model(seg.SegTrainConfig(**fields)), int(payload.get("step", 0)), config
+    return (BUNetV2(UNetConfig(base_width=config["base_width"], input_long_side=config["long_side"])),
+            int(payload.get("step", 0)), config)
+
+
+def score(kind: str, model: torch.nn.Module, data: DataFolders, device: torch.device,
+          val_crops: int = 256) -> Score:
+    """``model``'s held-out score on ``data`` with ``kind``'s trainer's validation code, on ``device``.
+    ``val_crops``: Bit-swap's validation crops (its trainer's default 256)."""
+    model = on_device(model, device).eval()
+    if kind == "lossy":
+        from edge.train.lossy import validate, validation_score, validation_sets
+        _, crops, colour = validation_sets(_lossy_dirs(data, with_synth=False))
+        metrics, colour_metrics = validate(model, crops), validate(model, colour)
+        result = Score(validation_score(metrics, colour_metrics), {"val": metrics, "val_colour": colour_metrics}, 0)
+    elif kind == "implicit":
+        from edge.train.implicit import load_pairs, validate, validation_crops, validation_score
+        _, val_pairs = load_pairs(data.crops, data.implicit_scale)
+        x, mask = validation_crops(val_pairs)
+        colour_x, _ = validation_crops(val_pairs, recolour=True)
+        metrics, colour_metrics = validate(model, x, mask), validate(model, colour_x, mask)
+        result = Score(validation_score(metrics, colour_metrics), {"val": metrics, "val_colour": colour_metrics}, 0)
+    elif kind == "lossless":
+        from edge.train.lossless import load_frames, random_crops, validate
+        frames = load_frames([str(data.crops)], held_out=True)
+        crops = random_crops(frames, val_crops, model.config.patch_size, np.random.default_rng(99))
+        metrics = validate(model, crops)
+        result = Score(metrics["bpsp"], metrics, 0)
+    elif kind == "seg":
+        from edge.train import seg
+        config = seg.SegTrainConfig(data=[str(data.frames)], long_side=model.config.input_long_side)
+        samples = seg.load_samples(config, held_out=True)
+        if not samples:
+            raise InputError("no held-out frames for the segmentation network", str(data.frames))
+        metrics = seg.validate(model, samples, config.long_side)
+        result = Score(-metrics["f1_all"], metrics, 0)
+    else:
+        raise InputError(f"unknown model kind {kind!r} (known: {', '.join(KINDS)})", str(data.crops))
+    model.cpu()
+    return result
+
+
+def score_file(kind: str, path: Path, data: DataFolders, device: torch.device, val_crops: int = 256) -> Score:
+    model, step, _ = load_model(kind, path)
+    result = score(kind, model, data, device, val_crops)
+    result.step = step
+    return result
+
+
+def _lossy_dirs(data: DataFolders, with_synth: bool = True) -> list[Path]:
+    dirs = [data.crops / "images"]
+    return dirs + [data.synth] if with_synth and data.synth is not None else dirs
