@@ -5,8 +5,9 @@ import argparse
 import json
 from pathlib import Path
 
-from edge.segment.evaluate import (SPLITS, evaluate_segmentation, format_table, format_tau_sweep, tau_sweep,
-                                   write_evaluation)
+from edge.segment.confidence import format_guard_report, guard_report
+from edge.segment.evaluate import (SPLITS, evaluate_segmentation, format_table, format_tau_sweep, guard_frames,
+                                   tau_sweep, write_evaluation)
 from edge.segment.pipeline import SegmentSettings, load_segmenter
 
 HELP = "segmentation metrics after each step (U-Net, fill, forest, fill) on DATA/images + DATA/masks"
@@ -22,6 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tau-sweep", metavar="LIST",
                         help="instead: mean F1 of every step for each of these comma-separated tau_BU values "
                              "(choose tau_BU on training scenes: --split train)")
+    parser.add_argument("--guard-report", metavar="LIST",
+                        help="also: per-frame confidence and, for each of these comma-separated "
+                             "min_confidence values, the frames the guard would send as source files "
+                             "(calibrate on the held-out scenes)")
     parser.add_argument("--plot", type=Path, help="write the acceptance-ratio curves to this PNG")
     parser.add_argument("--json", type=Path, help="write per-frame scores and tables to this JSON file")
 
@@ -38,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
     evaluation = evaluate_segmentation(args.data, model, SegmentSettings(tau_bu=args.tau), args.split)
     write_evaluation(evaluation, args.json, args.plot)
     print(format_table(evaluation))
+    if args.guard_report:
+        frames = guard_frames(evaluation)
+        print(format_guard_report(frames, guard_report(frames, [float(t) for t in args.guard_report.split(",")])))
     for label, key in (("wall", "seconds_per_image"), ("cpu", "cpu_seconds_per_image")):
         seconds = ", ".join(f"{k} {v:.3f}" for k, v in evaluation[key].items())
         print(f"{label} seconds per image: {seconds}")

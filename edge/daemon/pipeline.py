@@ -128,7 +128,7 @@ class EdgeDaemon:
             if path.is_file() and str(path) not in needed:
                 self.spool.delete_source_copy(str(path))   # its photo was acknowledged
                 removed += 1
-        for path in self.spool.work.glob("*.mask.png"):
+        for path in [*self.spool.work.glob("*.mask.png"), *self.spool.work.glob("*.unsure")]:
             photo_id = path.name.split(".", 1)[0]
             try:
                 done = self.journal.get(int(photo_id)).state in ("acknowledged", "failed")

@@ -9,6 +9,10 @@ the one the config asks for:
 - ``mask-files``: ``STEM + mask_suffix`` beside the photo or in ``mask_folder`` (ground
   truth of a synthetic inspection, masks drawn by hand);
 - ``none``: no masks.
+
+A segmenter may also name the photos of its last call whose masks it is unsure of (attribute
+``unsure``, a set of paths; the model's confidence guard, :mod:`edge.segment.confidence`): the
+daemon sends those as source files, as it does for a mask that holds almost no blade.
 """
 from __future__ import annotations
 
@@ -24,6 +28,12 @@ from edge.config import SegmentationConfig
 log = logging.getLogger(__name__)
 
 Segmenter = Callable[[list[Path]], list[np.ndarray | None]]
+
+
+def unsure_flag(work_folder: Path, photo_id: int) -> Path:
+    """Marks a photo whose mask the model is unsure of; lives beside its mask in the spool's work
+    folder, so that a restart between segmentation and coding keeps it."""
+    return Path(work_folder) / f"{photo_id}.unsure"
 
 
 def no_masks(paths: list[Path]) -> list[np.ndarray | None]:
@@ -58,6 +68,7 @@ class ModelSegmenter:
         self.weights = weights
         self.runtime = runtime       # edge.config.RuntimeConfig: which backend runs the U-Net
         self._model = None
+        self.unsure: set[Path] = set()   # photos of the last call whose masks the model is unsure of
 
     def __call__(self, paths: list[Path]) -> list[np.ndarray | None]:
         from edge.segment.dataset import read_rgb
@@ -75,8 +86,9 @@ class ModelSegmenter:
             height, width = work_size(*rgb.shape[:2], settings.work_long_side)
             images.append(cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA))
             del rgb
-        masks = segment_surface(images, self._model, settings).masks
-        return [to_photo_size(mask, size) for mask, size in zip(masks, sizes)]
+        result = segment_surface(images, self._model, settings)
+        self.unsure = {path for path, unsure in zip(paths, result.unsure) if unsure}
+        return [to_photo_size(mask, size) for mask, size in zip(result.masks, sizes)]
 
 
 def make_segmenter(config: SegmentationConfig, runtime=None) -> Segmenter:

@@ -26,7 +26,7 @@ from edge.daemon.coding import Coder, CodedPhoto, code_photo
 from edge.daemon.diskspace import DiskWaitStopped
 from edge.daemon.grouping import GroupMember, SurfaceGrouper, capture_time_from_exif
 from edge.daemon.journal import UNFINISHED, Journal
-from edge.daemon.segmentation import Segmenter
+from edge.daemon.segmentation import Segmenter, unsure_flag
 from edge.daemon.spool import Spool, quarantine_file
 from edge.daemon.watcher import FoundFile
 from edge.errors import InputError
@@ -265,9 +265,15 @@ class Segmentation(Stage):
         except Exception as error:      # no mask is better than no photo: the coder copes
             log.error("segmenting surface %s failed (%s); coding its photos without masks", group.surface, error)
             masks = [None] * len(records)
+        unsure = getattr(self.segmenter, "unsure", set())
         for record, mask in zip(records, masks):
             if mask is not None:
                 self.spool.write_mask(record.id, mask)
+            flag = unsure_flag(self.spool.work, record.id)
+            if mask is not None and record.source_path in unsure:
+                flag.touch()
+            else:
+                flag.unlink(missing_ok=True)
             self.journal.set_state(record.id, "segmented", expect=("seen",), surface=group.surface)
             if not put(self.to_code, record.id, self.stop_event):
                 return
@@ -321,7 +327,8 @@ class Coding(Stage):
         fallback_for = record.bundle_id if record.fallback and record.bundle_id else ""
         started = time.perf_counter()
         try:
-            coded = self._code(source, mask, fallback_for, self._blade_missed(source, mask))
+            coded = self._code(source, mask, fallback_for,
+                               self._blade_missed(source, mask) or self._unsure(photo_id, source, mask))
         except InputError as error:
             target = quarantine_file(source, self.config.quarantine_folder, str(error), record.sha256,
                                      disk=self.spool.disk)
@@ -351,6 +358,17 @@ class Coding(Stage):
         log.warning("%s: the segmentation found blade in %.2f %% of the photo (segmentation.min_blade_fraction "
                     "is %.2f %%): sending the source file, in case it missed the blade", source.name,
                     100 * fraction, 100 * segmentation.min_blade_fraction)
+        return True
+
+    def _unsure(self, photo_id: int, source: Path, mask) -> bool:
+        """Whether the model's confidence guard called this photo's mask unsure (it sends the source)."""
+        if (mask is None or self.config.segmentation.mode != "model"
+                or self.config.coding.mode in (SOURCE_FILE, "lossy", "lossless")):
+            return False
+        if not unsure_flag(self.spool.work, photo_id).exists():
+            return False
+        log.warning("%s: the segmentation model is unsure of this photo's mask (confidence guard): "
+                    "sending the source file", source.name)
         return True
 
     def _code(self, source: Path, mask, fallback_for: str, send_source: bool = False) -> CodedPhoto:

@@ -53,6 +53,7 @@ class LiteUNetConfig:
     decoder_widths: tuple[int, ...] = (96, 64, 32, 24, 16)   # at strides 16, 8, 4, 2, 1
     input_long_side: int = 512
     threshold: float = 0.5
+    min_confidence: float = 0.0      # edge.segment.confidence: below it a photo is unsure (0: never)
 
 
 def _same_pad(kernel: int, stride: int) -> nn.Module:

@@ -52,6 +52,7 @@ def evaluate_segmentation(data_dir: Path, model: BUNetV2, settings: SegmentSetti
         for i, frame in enumerate(frames):
             frames_out.append({
                 "name": frame.name, "view": frame.view, "surface": surface,
+                "confidence": result.confidence[i], "unsure": result.unsure[i],
                 "scores": {step: frame_scores(result.steps[step][i], truths[i]).as_dict() for step in STEPS},
             })
     count = len(frames_out)
@@ -59,6 +60,13 @@ def evaluate_segmentation(data_dir: Path, model: BUNetV2, settings: SegmentSetti
                             {"data": str(data_dir), "split": split, "settings": repr(settings),
                              "tau_bu": model.config.threshold if settings.tau_bu is None else settings.tau_bu,
                              "cpu_seconds_per_image": {k: v / count for k, v in cpu_seconds.items()}})
+
+
+def guard_frames(evaluation: dict) -> list[dict]:
+    """Confidence, final recall and F1 of each evaluated frame with blade (for the guard report)."""
+    return [{"name": f["name"], "view": f["view"], "confidence": f["confidence"],
+             "recall": f["scores"]["final"]["recall"], "f1": f["scores"]["final"]["f1"]}
+            for f in evaluation["frames"] if f["scores"]["final"]["has_blade"]]
 
 
 def tau_sweep(data_dir: Path, model: BUNetV2, taus: list[float],

@@ -7,6 +7,7 @@
       "unet" --hole_fill--> "fill"                (labels for the forest)
       forest(photos of the surface, "fill") --> p_forest; vote(p_unet, p_forest) >= 0.37 --> "forest"
       "forest" --hole_fill--> "final" --upscale--> photo size
+      p_unet --mean over the "unet" mask--> confidence; < min_confidence --> unsure (edge.segment.confidence)
 
 Post-processing runs at a *work size* (long side ``work_long_side``), between the network size
 and the photo size, and the masks are scaled to the photo size at the end, so a 15.7 MP photo
@@ -22,6 +23,7 @@ import cv2
 import numpy as np
 
 from edge.errors import InputError
+from edge.segment.confidence import is_unsure, mask_confidence
 from edge.segment.dataset import read_rgb
 from edge.segment.forest import ForestSettings, soft_vote, surface_forest_probabilities
 from edge.segment.holefill import hole_fill
@@ -37,6 +39,7 @@ class SegmentSettings:
     flips: bool = True             # 4-flip test-time augmentation
     work_long_side: int = 1024
     use_forest: bool = True
+    min_confidence: float | None = None  # photos less sure than this are unsure; None: the weights'
     forest: ForestSettings = ForestSettings()
 
 
@@ -46,6 +49,8 @@ class SurfaceSegmentation:
     steps: dict[str, list[np.ndarray]] = field(default_factory=dict)  # per-step masks, photo size
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of each step, all photos
     cpu_seconds: dict[str, float] = field(default_factory=dict)  # process CPU time of each step
+    confidence: list[float] = field(default_factory=list)    # mean U-Net probability inside its mask
+    unsure: list[bool] = field(default_factory=list)         # confidence below min_confidence
 
 
 class _StepClock:
@@ -102,7 +107,12 @@ def segment_surface(images: list[np.ndarray], model: BUNetV2,
     probabilities = unet_probabilities(images, model, settings)
     clock.stop()
     tau_bu = model.config.threshold if settings.tau_bu is None else settings.tau_bu
-    return postprocess(images, probabilities, tau_bu, settings, keep_steps, clock)
+    result = postprocess(images, probabilities, tau_bu, settings, keep_steps, clock)
+    min_confidence = (getattr(model.config, "min_confidence", 0.0) if settings.min_confidence is None
+                      else settings.min_confidence)
+    result.confidence = [mask_confidence(p, tau_bu) for p in probabilities]
+    result.unsure = [is_unsure(c, min_confidence) for c in result.confidence]
+    return result
 
 
 def postprocess(images: list[np.ndarray], unet_probs: list[np.ndarray], tau_bu: float,

@@ -38,6 +38,7 @@ class UNetConfig:
     base_width: int = 16
     input_long_side: int = 512
     threshold: float = 0.5  # tau_BU: threshold on the flip-averaged probability
+    min_confidence: float = 0.0  # edge.segment.confidence: below it a photo is unsure (0: never)
 
 
 def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:

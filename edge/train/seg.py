@@ -87,13 +87,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_model(config: SegTrainConfig, threshold: float = UNetConfig.threshold) -> torch.nn.Module:
+def build_model(config: SegTrainConfig, threshold: float = UNetConfig.threshold,
+                min_confidence: float = 0.0) -> torch.nn.Module:
     """The untrained network of ``config.arch`` (lite0: without its ImageNet weights yet)."""
     if config.arch == "bunetv2":
         return BUNetV2(UNetConfig(base_width=config.base_width, input_long_side=config.long_side,
-                                  threshold=threshold))
+                                  threshold=threshold, min_confidence=min_confidence))
     if config.arch == effnet.ARCH:
-        return effnet.LiteUNet(effnet.LiteUNetConfig(input_long_side=config.long_side, threshold=threshold))
+        return effnet.LiteUNet(effnet.LiteUNetConfig(input_long_side=config.long_side, threshold=threshold,
+                                                     min_confidence=min_confidence))
     raise ConfigError(f"unknown --arch {config.arch!r} (known: {', '.join(ARCHS)})", "arch")
 
 
@@ -357,12 +359,14 @@ def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
     return best
 
 
-def export_weights(ckpt_path: Path, out_path: Path, tau_bu: float = UNetConfig.threshold) -> None:
-    """Write the fp16 state dict of a training checkpoint, with its threshold tau_BU, to ``out_path``."""
+def export_weights(ckpt_path: Path, out_path: Path, tau_bu: float = UNetConfig.threshold,
+                   min_confidence: float = 0.0) -> None:
+    """Write the fp16 state dict of a training checkpoint, with its threshold tau_BU and the
+    confidence guard's threshold, to ``out_path``."""
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     fields = SegTrainConfig.__dataclass_fields__
     config = SegTrainConfig(**{k: v for k, v in state["config"].items() if k in fields})
-    model = build_model(config, threshold=tau_bu)
+    model = build_model(config, threshold=tau_bu, min_confidence=min_confidence)
     model.load_state_dict(state["model"])
     if isinstance(model, effnet.LiteUNet):
         effnet.save_weights(model, out_path)
@@ -480,6 +484,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tau", type=float, default=UNetConfig.threshold,
                         help="threshold tau_BU stored with the exported weights (choose it on training "
                              "scenes with `edge eval seg --split train --tau-sweep`)")
+    parser.add_argument("--min-confidence", type=float, default=0.0,
+                        help="confidence guard threshold stored with the exported weights: photos whose "
+                             "mean U-Net probability inside the mask is lower are unsure (choose it on "
+                             "held-out scenes with `edge eval seg --guard-report`; 0 = never unsure)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -488,7 +496,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.plot_curve}")
         return 0
     if args.export:
-        export_weights(Path(args.ckpt_dir) / f"{args.export_from}.pt", Path(args.export), args.tau)
+        export_weights(Path(args.ckpt_dir) / f"{args.export_from}.pt", Path(args.export), args.tau,
+                       args.min_confidence)
         print(f"wrote {args.export}")
         return 0
     fields = SegTrainConfig.__dataclass_fields__
