@@ -107,3 +107,38 @@ def test_warm_start_maps_pixel_stage_heads():
     assert torch.equal(new.px_stage[1].head.weight, old.px_stage[1].head.weight)
     assert torch.equal(new.px_stage[9].head.weight, old.px_stage[6].head.weight)
     assert torch.equal(new.q[0].stem.weight, old.q[0].stem.weight)
+
+
+def test_starts_from_shipped_weights_on_the_cpu_with_loader_processes_and_resumes(data_dir, tmp_path):
+    torch.manual_seed(2)
+    shipped = BitswapVAE(BitswapConfig(width=4, depth=1, pixel_stages=7))
+    weights = tmp_path / "shipped.pt"
+    torch.save({"config": shipped.config.to_dict(), "latent_bins": 256, "step": 9,
+                "state_dict": {k: v.half() for k, v in shipped.state_dict().items()}}, weights)
+    ckpt = tmp_path / "ckpt"
+    args = train_args(data_dir, ckpt, 1)
+    args.init_from, args.device, args.workers, args.lr, args.eval_every = str(weights), "cpu", 2, 1e-9, 1
+    assert lossless.run(args) == 0
+    log = (ckpt / "train.log").read_text()
+    assert "left at their initial values: none" in log and "on cpu with 2 loader processes" in log
+    started = torch.load(ckpt / "last.pt", weights_only=False)
+    name = "px_stage.0.head.weight"
+    assert torch.allclose(started["model"][name], shipped.state_dict()[name].half().float(), atol=1e-6)
+    args.steps = 2
+    assert lossless.run(args) == 0
+    assert torch.load(ckpt / "last.pt", weights_only=False)["step"] == 2
+    assert "resumed at step 1" in (ckpt / "train.log").read_text()
+
+
+def test_minutes_stop_a_run_and_save_it(data_dir, tmp_path):
+    args = train_args(data_dir, tmp_path / "ckpt", 1_000_000)
+    args.minutes, args.ckpt_every, args.eval_every = 0.01, 1_000_000, 1_000_000
+    assert lossless.run(args) == 0
+    assert 1 <= torch.load(tmp_path / "ckpt" / "last.pt", weights_only=False)["step"] < 1_000_000
+
+
+def test_init_from_something_else_is_a_clear_error(tmp_path):
+    from edge.errors import InputError
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(InputError, match="neither Bit-swap weights nor a Bit-swap training checkpoint"):
+        lossless.init_state(tmp_path / "other.pt")

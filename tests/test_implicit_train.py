@@ -84,3 +84,25 @@ def test_recoloured_validation_crops_are_fixed_and_masks_unchanged():
     assert torch.equal(mask, mask_colour)
     assert not torch.equal(x, x_colour)
     assert torch.equal(x_colour, again)
+
+
+def test_cli_starts_from_shipped_weights_on_the_cpu_with_loader_processes_and_resumes(tmp_path):
+    from edge.cli import main
+    from edge.codec.implicit.weights import export_weights
+
+    data = _dataset(tmp_path / "data")
+    run_dir = tmp_path / "run"
+    torch.manual_seed(1)
+    shipped = ImplicitROI(TINY)
+    export_weights(shipped, tmp_path / "shipped.pt", {"step": 30})
+    args = ["train", "implicit", str(data), "--run-dir", str(run_dir), "--init-from", str(tmp_path / "shipped.pt"),
+            "--crop", "64", "--batch", "2", "--scale", "1", "--synthetic", "0", "--val-every", "1",
+            "--lr", "1e-9", "--device", "cpu", "--workers", "2"]
+    assert main([*args, "--steps", "31"]) == 0
+    started = torch.load(run_dir / "last.pt", weights_only=False)
+    assert started["state"]["step"] == 31 and started["config"] == TINY.__dict__   # the shipped shape
+    name = "g_a.layers.0.weight" if "g_a.layers.0.weight" in started["model"] else next(iter(started["model"]))
+    assert torch.allclose(started["model"][name], shipped.state_dict()[name].half().float(), atol=1e-6)
+    assert main([*args, "--steps", "32"]) == 0
+    records = [json.loads(line) for line in (run_dir / "train.log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [31, 32] and records[-1]["device"] == "cpu"

@@ -189,3 +189,47 @@ def test_weights_of_another_shape_are_refused(tmp_path):
         train_lossy(data_dirs=[data], run_dir=run, steps=1, minutes=0, crop=64, batch=2, lr=1e-3, threads=1,
                     bf16=False, config=LossyConfig(**TINY), val_every=100, save_minutes=60, seed=0,
                     init_from=tmp_path / "other.pt")
+
+
+def test_cli_trains_on_the_cpu_with_loader_processes_resumes_and_starts_from_shipped_weights(tmp_path):
+    """`--device cpu --workers 2`: batches from two loader processes (the GPU path's data loading)."""
+    from edge.cli import main
+
+    data, run = _images(tmp_path / "images"), tmp_path / "run"
+    torch.manual_seed(0)
+    shipped = HyperpriorEASN(LossyConfig(**TINY))
+    export_weights(shipped, tmp_path / "shipped.pt", {"step": 40})
+    args = ["train", "lossy", str(data), "--run-dir", str(run), "--n", "8", "--m", "16", "--crop", "64",
+            "--batch", "2", "--val-every", "2", "--device", "cpu", "--workers", "2",
+            "--init-from", str(tmp_path / "shipped.pt")]
+    assert main([*args, "--steps", "42"]) == 0
+    first = torch.load(run / "last.pt", weights_only=False)
+    assert first["state"]["step"] == 42
+    assert main([*args, "--steps", "43"]) == 0            # resumes (--init-from only starts new runs)
+    resumed = torch.load(run / "last.pt", weights_only=False)
+    assert resumed["state"]["step"] == 43
+    assert not torch.equal(first["model"]["g_s.layers.6.weight"], resumed["model"]["g_s.layers.6.weight"])
+    records = [json.loads(line) for line in (run / "train.log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [42] and records[0]["device"] == "cpu"
+
+
+def test_shipped_weights_are_read_without_the_entropy_coder(tmp_path, monkeypatch):
+    """A GPU machine may lack constriction: --init-from must not import the coders."""
+    import sys
+
+    from edge.train.common import read_shipped
+
+    export_weights(HyperpriorEASN(LossyConfig(**TINY)), tmp_path / "w.pt", {"step": 3})
+    monkeypatch.setitem(sys.modules, "constriction", None)        # import constriction now fails
+    model = HyperpriorEASN(LossyConfig(**TINY))
+    from edge.train.lossy import initialise_from_weights
+    assert initialise_from_weights(model, tmp_path / "w.pt") == 3
+    with pytest.raises(InputError, match="is not a weights file of format edge-implicit-weights-v1"):
+        read_shipped(tmp_path / "w.pt", "edge-implicit-weights-v1")
+
+
+def test_format_names_match_the_coders():
+    from edge.codec.implicit.weights import FORMAT as IMPLICIT
+    from edge.codec.lossy.weights import FORMAT as LOSSY
+    from edge.train.common import IMPLICIT_FORMAT, LOSSY_FORMAT
+    assert (LOSSY_FORMAT, IMPLICIT_FORMAT) == (LOSSY, IMPLICIT)

@@ -73,7 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train on the crops' own colours (default: permuted channels and saturation)")
     parser.add_argument("--init-from", type=Path, metavar="WEIGHTS",
                         help="start a new run (no RUN_DIR/last.pt yet) from shipped weights, e.g. "
-                             "edge/weights/implicit_roi.pt (their --n, --m and --explicit are taken)")
+                             "edge/weights/implicit_roi.pt; the model takes their shape (--n, --m, "
+                             "--explicit are ignored)")
     add_device_arguments(parser)
 
 
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.export}: sha256 {digest}")
         return 0
     config = ImplicitConfig(n=args.n, m=args.m, explicit=args.explicit)
-    if args.init_from is not None and not (args.run_dir / "last.pt").exists():
+    if args.init_from is not None:      # the run has the shape of the weights it started from
         config = ImplicitConfig(**read_shipped(args.init_from, IMPLICIT_FORMAT)["config"])
     train_implicit(args.data, args.run_dir, config, steps=args.steps, minutes=args.minutes, crop=args.crop,
                    batch=args.batch, lr=args.lr, threads=args.threads, bf16=args.bf16,
@@ -374,7 +375,7 @@ def train_implicit(data_dir: Path, run_dir: Path, config: ImplicitConfig, steps:
         bar = tqdm(total=steps, initial=state["step"], desc="implicit", mininterval=30, smoothing=0.05)
         while state["step"] < steps and not (minutes and time.monotonic() - started > minutes * 60):
             step_started = time.monotonic()
-            x, mask = next(stream) if stream else sampler.batch(batch)
+            x, mask = next(stream) if stream is not None else sampler.batch(batch)
             x, mask = batch_on_device(x, device), batch_on_device(mask, device)
             levels = torch.randint(0, config.levels, (batch,)).to(device)
             bpp, distortion, parts = loss_terms(model, features, x, mask, levels, bg_weight, bf16)

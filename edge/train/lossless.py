@@ -302,7 +302,7 @@ def _train(config: LosslessTrainConfig, ckpt_dir: Path, device: torch.device) ->
     # Loader processes draw real crops only (synthetic frames are rendered in this process).
     stream = batches(functools.partial(training_batch, frames, config.batch, model_config.patch_size),
                      config.seed + step, workers) if synth is None else None
-    log.info("training on %s with %d loader processes", device, workers if stream else 0)
+    log.info("training on %s with %d loader processes", device, workers if stream is not None else 0)
     bar = tqdm(total=config.steps, initial=step, mininterval=30, desc="lossless", dynamic_ncols=True)
     running, bad_steps, started = None, 0, time.time()
     while step < config.steps and not (config.minutes and time.time() - started > config.minutes * 60):

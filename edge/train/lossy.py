@@ -212,7 +212,7 @@ def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int,
         running = torch.full((config.levels,), float("nan"))  # running loss of each level
         bar = tqdm(total=steps, initial=state["step"], desc="lossy", mininterval=30, smoothing=0.05)
         while state["step"] < steps and not (minutes and time.monotonic() - started > minutes * 60):
-            x = batch_on_device(next(stream) if stream else sampler.batch(batch), device)
+            x = batch_on_device(next(stream) if stream is not None else sampler.batch(batch), device)
             levels = torch.randint(0, config.levels, (batch,))
             bpp, _, mse_train = rate_distortion(model, x, levels.to(device), bf16)
             sample_losses = bpp + lambdas[levels.to(device)] * 255**2 * mse_train
