@@ -207,11 +207,22 @@ class CodingConfig(Section):
                                   "original files")
     quality: int | None = Field(None, ge=0, description="lossy and implicit-roi modes: quality level of the "
                                                         "whole photo")
-    bg_quality: int | None = Field(None, ge=0, description="roi mode: quality level of the background")
+    background: str = Field("auto", pattern=r"^[a-z0-9-]+$",
+                            description="roi mode: background coder: auto (the one meeting bg_psnr with the fewest "
+                                        "bytes, learned coders included when they fit time_budget_s), avif, jxl "
+                                        "or hp-easn")
+    bg_psnr: float | None = Field(25.0, gt=0, description="roi mode: background PSNR target in dB")
+    bg_quality: int | None = Field(None, ge=0, description="roi mode: instead of bg_psnr, a quality level of the "
+                                                           "named background coder")
     blade: str | None = Field("auto", pattern=r"^[a-z0-9-]+$",
-                              description="roi mode: blade coder (auto: jpeg-exact for JPEG photos, lossless "
-                                          "otherwise; lossless, lossy, jpeg-exact)")
-    blade_quality: int | None = Field(None, ge=0, description="roi mode with a lossy blade: its quality level")
+                              description="roi mode: blade coder: auto (jpeg-exact for JPEG photos, lossless "
+                                          "otherwise), jpeg-exact, lossless (the smaller of jxl-lossless and "
+                                          "bitswap), jxl-lossless, bitswap, or lossy (with blade_psnr)")
+    blade_psnr: float | None = Field(None, gt=0, description="roi mode, lossy blade: PSNR target in dB")
+    blade_quality: int | None = Field(None, ge=0, description="roi mode, lossy blade: instead of blade_psnr, a "
+                                                              "quality level")
+    time_budget_s: float = Field(10.0, gt=0, description="auto: seconds a learned coder may take on a region "
+                                                         "to be tried (measured once per run)")
     if_larger_than_source: Literal["send-source", "keep"] = Field(
         "send-source", description="when a bundle is larger than the photo: send the original file "
                                    "instead, or keep the bundle")
@@ -219,8 +230,9 @@ class CodingConfig(Section):
 
     def codec_options(self) -> dict:
         """The settings handed to the codec: the ones given in the file."""
-        return {name: getattr(self, name) for name in ("mode", "quality", "bg_quality", "blade", "blade_quality")
-                if getattr(self, name) is not None}
+        names = ("mode", "quality", "background", "bg_psnr", "bg_quality", "blade", "blade_psnr", "blade_quality",
+                 "time_budget_s")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
 class SpoolConfig(Section):

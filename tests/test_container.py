@@ -263,6 +263,15 @@ def test_golden_bundle_format_is_unchanged():
     assert decoded == expected
     assert golden[:8] == MAGIC and struct.unpack_from("<H", golden, 8)[0] == FORMAT_VERSION
     assert [tag for tag, _ in split_sections(golden)] == [b"HEAD", b"MASK", b"META", b"STRM", b"STRM", b"END "]
+    assert decoded.blade_cells().sum() == 3
+
+
+def test_golden_v1_bundle_still_reads():
+    """Bundles written before format 2 keep decoding (format 2 only added coders)."""
+    golden = (DATA / "golden-v1.edgb").read_bytes()
+    assert struct.unpack_from("<H", golden, 8)[0] == 1
+    decoded = decode_bundle(golden)
+    assert decoded == load_golden_script().build_golden_bundle(1)
     assert decoded.blade_cells().sum() == 10
 
 

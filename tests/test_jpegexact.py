@@ -194,17 +194,17 @@ def arithmetic_coded(data: bytes) -> bytes:
 
 
 @pytest.mark.slow
-def test_auto_picks_bitswap_for_png_and_refused_jpegs(coders):
+def test_auto_codes_png_and_refused_jpegs_losslessly(coders):
     image, mask = render_frame((128, 64), seed=1)
     png = io.BytesIO()
     Image.fromarray(image).save(png, "PNG")
     for data, reason in [(png.getvalue(), "lossless (non-JPEG) source"),
                          (arithmetic_coded(jpeg_of(image)), "arithmetic-coded")]:
         pixels = image if reason.startswith("lossless") else decode_image_bytes(jpeg_of(image))
-        _, bundle, decoded, _ = code(data, mask, coders, blade="auto", pixels=pixels)
+        result, bundle, decoded, _ = code(data, mask, coders, blade="auto", pixels=pixels)
         blade = bundle.region("blade")
-        assert blade.coded.coder == "bitswap"
-        assert blade.coded.params["chosen_by"] == "auto" and reason in blade.coded.params["reason"]
+        assert blade.coded.coder in ("jxl-lossless", "bitswap") and blade.pixel_sha256 is not None
+        assert reason in result.report["choices"]["blade"]["reason"]
         np.testing.assert_array_equal(decoded.image[decoded.mask], pixels[decoded.mask])
 
 

@@ -134,7 +134,7 @@ def test_damaged_bundles_are_refused_and_the_photos_arrive_through_the_fallback(
 def test_lossless_roi_blades_arrive_bit_exact(tmp_path, broker, coders):
     """ROI mode (Bit-swap blade seeded by the lossy background) through the whole chain."""
     edge = edge_config(tmp_path, broker.port, segmentation={"mode": "mask-files"},
-                       coding={"mode": "roi", "blade": "lossless", "bg_quality": 0,
+                       coding={"mode": "roi", "blade": "bitswap", "background": "hp-easn", "bg_quality": 0,
                                "if_larger_than_source": "keep"})
     offshore = offshore_config(tmp_path, broker.port)
     card = edge.watch.folders[0]

@@ -1,4 +1,5 @@
-"""ROI-eML coding of whole photos: blade exact, background lossy, bundles round-trip."""
+"""ROI-eML coding of whole photos (HP+EASN-deep background, seeded Bit-swap blade): blade exact,
+background lossy, bundles round-trip."""
 from __future__ import annotations
 
 import cv2
@@ -13,6 +14,10 @@ from edge.codec.roi import join_patches, split_patches
 from edge.errors import CodingError, InputError
 from edge.synth import render_frame
 from tests.tiny_models import tiny_bitswap_coder, tiny_lossy_coder
+
+
+# ROI-eML: HP+EASN-deep background, Bit-swap blade seeded by the background's streams.
+ROI_EML = CodingSettings(mode="roi", background="hp-easn", bg_quality=0, blade="bitswap")
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +45,7 @@ def blade_pixels(image, mask, patch_size=128):
 @pytest.mark.parametrize("size", [(201, 333), (128, 700)])
 def test_lossless_blade_comes_back_bit_for_bit(coders, size):
     image, mask = render_frame((size[1], size[0]), seed=11)
-    result, decoded = round_trip(image, mask, CodingSettings(mode="roi", blade="lossless"), coders)
+    result, decoded = round_trip(image, mask, ROI_EML, coders)
     where = blade_pixels(image, mask)
     assert where.any() and not where.all()
     np.testing.assert_array_equal(decoded.image[where], image[where])
@@ -52,7 +57,7 @@ def test_mask_touching_the_border_and_more_blade_than_background(coders):
     image, _ = render_frame((260, 150), seed=2)
     mask = np.zeros(image.shape[:2], bool)
     mask[:, :200] = True   # 4 of 6 patches are blade: 16 sub-patches chain on 2 background streams
-    _, decoded = round_trip(image, mask, CodingSettings(mode="roi", blade="lossless"), coders)
+    _, decoded = round_trip(image, mask, ROI_EML, coders)
     where = blade_pixels(image, mask)
     np.testing.assert_array_equal(decoded.image[where], image[where])
 
@@ -62,7 +67,7 @@ def test_blade_streams_carry_several_background_streams(coders):
     image, _ = render_frame((512, 384), seed=8)
     mask = np.zeros(image.shape[:2], bool)
     mask[:128, :200] = True            # 2 of 12 patches of 128: 8 sub-patches of 64, 10 background streams
-    result, decoded = round_trip(image, mask, CodingSettings(mode="roi", blade="lossless"), coders)
+    result, decoded = round_trip(image, mask, ROI_EML, coders)
     blade = result.bundle.region("blade").coded
     background = result.bundle.region("background").coded
     assert len(blade.streams) == 8 and len(background.streams) == 10
@@ -82,7 +87,7 @@ def test_stream_pool_gives_the_same_bundle(coders):
     from edge.codec.bitswap.streams import StreamPool
 
     image, mask = render_frame((520, 260), seed=5)
-    settings = CodingSettings(mode="roi", blade="lossless")
+    settings = ROI_EML
     alone = compress_pixels(image, metadata_for(image), settings, coders, mask)
     assert len(alone.bundle.region("blade").coded.streams) > 2
     with StreamPool(2) as pool:
@@ -101,7 +106,7 @@ def test_stream_pool_gives_the_same_bundle(coders):
 def test_empty_and_full_masks(coders, fill):
     image, _ = render_frame((150, 140), seed=4)
     mask = np.full(image.shape[:2], fill)
-    _, decoded = round_trip(image, mask, CodingSettings(mode="roi", blade="lossless"), coders)
+    _, decoded = round_trip(image, mask, ROI_EML, coders)
     assert decoded.image.shape == image.shape
     if fill:  # blade only: Bit-swap standalone, the whole photo exact
         np.testing.assert_array_equal(decoded.image, image)

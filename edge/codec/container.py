@@ -39,8 +39,10 @@ from edge.errors import BundleError
 # PNG-style magic: the high byte catches 7-bit transfers, CR LF / SUB / LF catch text-mode
 # line-ending conversions.
 MAGIC = b"\x89EDG\r\n\x1a\n"
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+# 2: classical region coders (avif, jxl, jxl-lossless) and ROI bundles on the 16-pixel cell grid
+# with any pair of region coders (edge.codec.regions); the layout is unchanged, so 1 still decodes.
+FORMAT_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 SUFFIX = ".edgb"
 
 _PREAMBLE = struct.Struct("<8sHHI")        # magic, version, flags, CRC32 of the first 12 bytes

@@ -1,8 +1,16 @@
-"""The one contract every region coder keeps (lossy, Bit-swap, implicit ROI, jpeg-exact).
+"""The one contract every region coder keeps, learned or classical.
 
-``compress`` takes a batch of patches and returns a :class:`CodedRegion`; ``decompress``
-takes that back to patches. Coders are configured by arguments, never by globals, and keep
-no coding state between calls.
+A region is the part of a photo one coder is responsible for: the blade cells, the rest of
+the photo (the background), or the whole photo. Every coder has the same two calls::
+
+    coded  = coder.encode(region, level)      # Region -> CodedRegion
+    pixels = coder.decode(coded, region.mask)  # CodedRegion -> uint8 (H, W, 3), valid where mask
+
+``level`` is an index into ``coder.levels`` (lossy coders: higher is better quality and more
+bits), and None for lossless and exact coders. ``decode`` returns a full-size picture of which
+only the region's pixels are meaningful; the caller composes the regions. Coders are
+configured by arguments, never by globals, and keep no coding state between calls. Which
+coders exist, and what each needs, is :mod:`edge.codec.coders`.
 """
 from __future__ import annotations
 
@@ -20,11 +28,11 @@ class CodedRegion:
     ``params`` the coder's small JSON-able settings (quality level, latent shapes …).
     """
 
-    coder: str                      # "lossy", "bitswap", "implicit-roi", "jpeg-exact"
-    model: str                      # registry name of the model (see edge.registry)
-    weights_sha256: str             # hash of the weights that coded the streams
+    coder: str                      # the bundle's coder id (edge.codec.coders.CoderSpec.coder_id)
+    model: str                      # registry name of the model (see edge.registry); "" for classical coders
+    weights_sha256: str             # hash of the weights that coded the streams; "" for classical coders
     patch_size: int
-    count: int                      # number of patches
+    count: int                      # number of patches (or cells) the region covers
     streams: tuple[bytes, ...]
     params: dict = field(default_factory=dict)
 
@@ -33,12 +41,30 @@ class CodedRegion:
         return 8 * sum(len(s) for s in self.streams)
 
 
+@dataclass(frozen=True)
+class Region:
+    """What a coder is asked to code: ``image`` where ``mask`` is true.
+
+    ``source`` is the photo file's bytes, for coders that keep the camera's own data
+    (jpeg-exact, source-file); ``where`` names the photo in error messages.
+    """
+
+    image: np.ndarray               # uint8 (H, W, 3)
+    mask: np.ndarray                # bool (H, W): the pixels this region must give back
+    source: bytes | None = None
+    where: str = ""
+
+    @property
+    def pixels(self) -> int:
+        return int(self.mask.sum())
+
+
 class RegionCoder(Protocol):
-    name: str
-    patch_size: int
+    name: str                       # registry name (edge.codec.coders)
+    levels: tuple                   # quality levels, lowest first; () for lossless and exact coders
 
-    def compress(self, patches: np.ndarray, **options) -> CodedRegion:
-        """``patches`` is uint8 (N, 3, p, p); returns the coded region."""
+    def encode(self, region: Region, level: int | None = None) -> CodedRegion:
+        """Code ``region``; raises InputError when this coder cannot code it (say why)."""
 
-    def decompress(self, coded: CodedRegion) -> np.ndarray:
-        """Returns uint8 (N, 3, p, p); raises CodingError/BundleError on a damaged stream."""
+    def decode(self, coded: CodedRegion, mask: np.ndarray) -> np.ndarray:
+        """uint8 (H, W, 3) for the bool (H, W) ``mask``; raises CodingError on a damaged stream."""

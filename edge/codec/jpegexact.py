@@ -4,7 +4,7 @@ Drone cameras write JPEG. Coding the decoded blade pixels losslessly costs sever
 JPEG itself; keeping the blade *in the DCT domain* costs a fraction of it and gives back the
 blade exactly as the camera recorded it.
 
-How a photo is coded (``compress_roi``)::
+How a blade region is coded (the ROI assembly is :mod:`edge.codec.regions`)::
 
     source JPEG --libjpeg-turbo (edge.codec.turbojpeg)--> quantized DCT blocks per component
       cells      = 16x16-pixel cells holding any blade pixel (the bundle's mask grid)
@@ -15,7 +15,7 @@ How a photo is coded (``compress_roi``)::
     --libjpeg-turbo--> a sequential JPEG with the source's quantization tables, no metadata
     --JPEG XL lossless JPEG transcoding--> the blade region's one stream (or the JPEG itself,
       whichever is smaller)
-    background = the lossy coder's patches (256 grid) that hold any pixel outside blade cells
+    background = every pixel outside the blade cells, coded by another coder (edge.codec.regions)
 
 The cell size is 16 pixels for every supported sampling (factors 1 or 2): a block covers 8 or 16
 pixels, so it lies inside one cell. The bundle's mask grid is this 16-pixel cell grid, so the
@@ -42,16 +42,15 @@ from __future__ import annotations
 
 import math
 import struct
-import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from edge.codec import turbojpeg
-from edge.codec.container import Bundle, BundleRegion, pixels_sha256
+from edge.codec.container import Bundle
 from edge.codec.contract import CodedRegion
 from edge.codec.imageio import decode_image_bytes
-from edge.codec.patches import PatchGrid, blade_cells, cells_to_mask
+from edge.codec.patches import PatchGrid, blade_cells
 from edge.errors import BundleError, CodingError, InputError
 
 CODER = "jpeg-exact"
@@ -360,105 +359,8 @@ def lossy_patch_flags(cell_mask: np.ndarray, grid: PatchGrid) -> np.ndarray:
     return blade_cells(~cell_mask, grid)
 
 
-def compress_roi(image: np.ndarray, mask: np.ndarray, settings, coders, times: dict,
-                 source_bytes: bytes | None, where: str = ""):
-    """ROI coding for ``--blade auto|jpeg-exact``: returns (regions, grid, cells) as
-    :func:`edge.codec.roi.compress_regions` does. Falls back to Bit-swap under ``auto``."""
-    from edge.codec import roi
-
-    choice = choose_blade_coder(settings.blade, source_bytes, where)
-    if choice.coder == CODER:
-        try:
-            return _compress_exact(image, mask, settings, coders, times, source_bytes, choice, where)
-        except NotKeptExactly as error:
-            if choice.chosen_by != "auto":
-                raise
-            choice = BladeChoice("lossless", "auto", f"jpeg-exact refused ({error}); blade coded losslessly")
-    regions, grid, cells = roi.compress_regions(image, mask, replace(settings, blade=choice.coder), coders, times)
-    regions = tuple(_with_params(r, choice.params) if r.name == "blade" else r for r in regions)
-    return regions, grid, cells
-
-
-def _with_params(region: BundleRegion, params: dict) -> BundleRegion:
-    coded = replace(region.coded, params={**region.coded.params, **params})
-    return BundleRegion(region.name, coded, region.pixel_sha256)
-
-
-def _compress_exact(image, mask, settings, coders, times, source, choice: BladeChoice, where: str):
-    from edge.codec import roi
-
-    height, width = image.shape[:2]
-    grid = cell_grid(height, width)
-    cells = blade_cells(mask, grid)
-    cell_mask = cells_to_mask(cells, grid)
-    coder = JpegExactCoder()
-
-    started = time.perf_counter()
-    info = inspect_jpeg(source, where)
-    if (info.width, info.height) != (width, height):
-        raise NotKeptExactly(f"the JPEG is {info.width}x{info.height}, the pixels {width}x{height}", where)
-    coded, kept = coder.compress(source, cells, where)
-    blade_pixels = np.ascontiguousarray(image[cell_mask])
-    if kept:   # the check that makes "exact" true: decode what the offshore side will decode
-        # (compress() already checked that the JPEG XL stream gives ``kept`` back bit for bit)
-        if not np.array_equal(decode_image_bytes(kept, where)[cell_mask], blade_pixels):
-            raise NotKeptExactly("the kept blocks do not decode to the source's blade pixels "
-                                 "(a JPEG feature jpeg-exact does not reproduce)", where)
-    coded = replace(coded, params={**coded.params, **choice.params})
-    blade = BundleRegion("blade", coded, pixels_sha256(blade_pixels))
-    times["blade"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    lossy = coders.lossy
-    lossy_grid = PatchGrid(height, width, lossy.patch_size)
-    flags = lossy_patch_flags(cell_mask, lossy_grid).ravel()
-    background = lossy.compress(roi.image_patches(image, lossy_grid)[flags], settings.bg_quality)
-    times["background"] = time.perf_counter() - started
-    return (BundleRegion("background", background), blade), grid, cells
-
-
 def holds_jpeg_exact(bundle: Bundle) -> bool:
     return any(r.name == "blade" and r.coded.coder == CODER for r in bundle.regions)
-
-
-def decompress_regions(bundle: Bundle, cells: np.ndarray, coders) -> np.ndarray:
-    """Lossy background patches, then the blade cells from the kept-block JPEG, hash-checked."""
-    from edge.codec import roi
-
-    try:
-        background, blade = bundle.region("background"), bundle.region("blade")
-    except KeyError as error:
-        raise CodingError(f"jpeg-exact bundle: {error}") from None
-    if bundle.patch_size != CELL:
-        raise CodingError(f"jpeg-exact bundle: mask grid of {bundle.patch_size} pixels, expected {CELL}")
-    height, width = bundle.height, bundle.width
-    cell_mask = cells_to_mask(cells, bundle.grid)
-    if blade.coded.count != int(cells.sum()):
-        raise CodingError("jpeg-exact bundle: blade cell count does not match the mask")
-
-    lossy = coders.for_region(background.coded)
-    lossy_grid = PatchGrid(height, width, background.coded.patch_size)
-    flags = lossy_patch_flags(cell_mask, lossy_grid).ravel()
-    if background.coded.count != int(flags.sum()):
-        raise CodingError("jpeg-exact bundle: background patch count does not match the mask")
-    patches = np.zeros((lossy_grid.count, 3, lossy_grid.patch_size, lossy_grid.patch_size), dtype=np.uint8)
-    if flags.any():
-        decoded = lossy.decompress(background.coded)
-        if len(decoded) != int(flags.sum()):
-            raise CodingError("jpeg-exact bundle: decoded background patch count does not match the mask")
-        patches[flags] = decoded
-    image = roi.image_from_patches(patches, lossy_grid)
-
-    if blade.coded.count:
-        exact = coders.for_region(blade.coded).decompress_image(blade.coded)
-        if exact.shape != image.shape:
-            raise CodingError(f"jpeg-exact region decodes to {exact.shape[1]}x{exact.shape[0]}, "
-                              f"the bundle is {width}x{height}")
-        pixels = np.ascontiguousarray(exact[cell_mask])
-        if pixels_sha256(pixels) != blade.pixel_sha256:
-            raise CodingError("blade region decodes to pixels whose hash differs from the original's")
-        image[cell_mask] = pixels
-    return image
 
 
 # ---------------------------------------------------------------------------- a JPEG for JPEG tools

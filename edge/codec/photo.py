@@ -5,8 +5,8 @@ Modes:
 
 * ``lossy``: the whole photo through the lossy coder at one quality level (region ``whole``).
 * ``lossless``: the whole photo through Bit-swap, bit for bit (region ``whole``).
-* ``roi``: blade and background apart (regions ``background`` and ``blade``), see
-  :mod:`edge.codec.roi`.
+* ``roi``: blade and background apart (regions ``background`` and ``blade``), each by the
+  coder that meets its target with the fewest bytes, see :mod:`edge.codec.regions`.
 * ``implicit-roi``: the whole photo through the mask-conditioned implicit ROI coder at one
   quality level (region ``whole``); the bundle's mask (fine cells) is its side information,
   see :mod:`edge.codec.implicit.coder`.
@@ -19,95 +19,57 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.codec import jpegexact, roi
+from edge.codec import regions as roi_regions
+from edge.codec import roi
+from edge.codec.coders import BY_CODER_ID, Coders, region_coders
 from edge.codec.container import Bundle, BundleRegion, SourceMetadata, pixels_sha256
 from edge.codec.imageio import read_image
 from edge.codec.maskcode import encode_mask
 from edge.codec.metadata import source_metadata_from_bytes
 from edge.codec.patches import PatchGrid, blade_cells, cells_to_mask
-from edge.errors import CodingError, InputError, ModelError
+from edge.codec.sourcefile import decompress_source_file
+from edge.errors import CodingError, InputError
 
 MODES = ("lossy", "lossless", "roi", "implicit-roi")
-BLADE_CODERS = ("lossless", "lossy", "jpeg-exact", "auto")
+BACKGROUND_CODERS = ("auto", *region_coders("lossy"))
+BLADE_CODERS = ("auto", "lossless", "lossy", *region_coders("exact-source"), *region_coders("lossless"),
+                *region_coders("lossy"))
 
 
 @dataclass(frozen=True)
 class CodingSettings:
+    """What the user asks for, in their terms. The defaults are the best measured setting
+    (docs/benchmarks.md): the camera's blade blocks kept exactly, the background at 25 dB by
+    whichever coder reaches it with the fewest bytes."""
+
     mode: str = "roi"
-    quality: int = 3            # lossy and implicit-roi modes: quality level of the whole photo
-    bg_quality: int = 0         # roi mode: quality level of the background
-    blade: str = "lossless"     # roi mode: "lossless" (Bit-swap), "lossy", "jpeg-exact", or "auto"
-    blade_quality: int = 5      # roi mode with a lossy blade
+    quality: int = 3                    # lossy and implicit-roi modes: quality level of the whole photo
+    background: str = "auto"            # roi mode: auto, or one lossy coder (avif, jxl, hp-easn)
+    bg_psnr: float | None = 25.0        # roi mode: background PSNR target in dB
+    bg_quality: int | None = None       # roi mode: instead of bg_psnr, a level of the named background coder
+    blade: str = "auto"                 # roi mode: auto (jpeg-exact for JPEGs, else lossless), jpeg-exact,
+    #                                     lossless (smaller of jxl-lossless and bitswap), one coder, or lossy
+    blade_psnr: float | None = None     # roi mode, lossy blade: PSNR target in dB
+    blade_quality: int | None = None    # roi mode, lossy blade: instead of blade_psnr, a level (hp-easn unless named)
+    time_budget_s: float = 10.0         # auto: a learned coder joins when it codes the region within this
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise InputError(f"unknown mode {self.mode!r} (choose from {', '.join(MODES)})")
+        if self.background not in BACKGROUND_CODERS:
+            raise InputError(f"unknown background coder {self.background!r} "
+                             f"(choose from {', '.join(BACKGROUND_CODERS)})")
         if self.blade not in BLADE_CODERS:
             raise InputError(f"unknown blade coder {self.blade!r} (choose from {', '.join(BLADE_CODERS)})")
-
-
-class Coders:
-    """The loaded region coders, created once by the caller and shared by every photo.
-
-    Coders come from the model registry on first use, or are given (tests, benchmarks).
-    Decoding checks that a bundle's model name and weights hash match the coder's.
-    """
-
-    def __init__(self, lossy=None, lossless=None, lossy_name: str = "hp-easn", lossless_name: str = "bitswap",
-                 runtime=None, implicit=None, implicit_name: str = "implicit-roi", bitswap_workers: int | None = None):
-        self._lossy, self._lossless, self._implicit = lossy, lossless, implicit
-        self.runtime = runtime   # edge.config.RuntimeConfig: backend of the lossy transforms (None: PyTorch)
-        if bitswap_workers is None:
-            bitswap_workers = runtime.bitswap_workers if runtime is not None else 0
-        self.bitswap_workers = bitswap_workers   # processes coding Bit-swap's streams (0: this one)
-        self._pool = None
-        self._names = {"lossy": lossy_name, "bitswap": lossless_name, "implicit-roi": implicit_name}
-
-    @property
-    def implicit(self):
-        if self._implicit is None:
-            from edge.registry import load_model
-            self._implicit = load_model(self._names["implicit-roi"])
-        return self._implicit
-
-    @property
-    def lossy(self):
-        if self._lossy is None:
-            from edge.registry import load_model
-            self._lossy = load_model(self._names["lossy"])
-            if self.runtime is not None:
-                from edge.runtime.select import accelerate_coder
-                accelerate_coder(self._lossy, self.runtime)
-        return self._lossy
-
-    @property
-    def lossless(self):
-        if self._lossless is None:
-            from edge.codec.bitswap.coder import BitswapCoder
-            from edge.codec.bitswap.streams import StreamPool
-            if self.bitswap_workers > 0:
-                self._pool = StreamPool(self.bitswap_workers)
-            self._lossless = BitswapCoder.from_registry(self._names["bitswap"], pool=self._pool)
-        return self._lossless
-
-    def close(self) -> None:
-        """Stop Bit-swap's worker processes, if any were started."""
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
-
-    def for_region(self, coded) -> object:
-        coder = {"lossy": lambda: self.lossy, "bitswap": lambda: self.lossless,
-                 "implicit-roi": lambda: self.implicit,
-                 jpegexact.CODER: jpegexact.JpegExactCoder}.get(coded.coder)
-        if coder is None:
-            raise CodingError(f"no decoder for coder {coded.coder!r}")
-        coder = coder()
-        if coded.model != coder.model_name or (coded.weights_sha256 and coded.weights_sha256 != coder.weights_sha256):
-            raise ModelError(f"region was coded by model {coded.model!r} with weights {coded.weights_sha256[:12]}…; "
-                             f"this decoder has {coder.model_name!r} with {coder.weights_sha256[:12]}…; "
-                             f"decode with the package version that coded it")
-        return coder
+        if self.background == "auto" and self.bg_quality is not None:
+            raise InputError("bg_quality is a level of one coder: name the background coder "
+                             f"(one of {', '.join(BACKGROUND_CODERS[1:])}) or give bg_psnr instead")
+        if self.bg_quality is None and self.bg_psnr is None:
+            raise InputError("the background needs a target: bg_psnr (dB) or bg_quality (a level)")
+        if self.blade == "lossy" and self.blade_psnr is None and self.blade_quality is None:
+            raise InputError("a lossy blade needs a target: blade_psnr (dB) or blade_quality (a level)")
+        if self.time_budget_s <= 0:
+            raise InputError(f"time_budget_s must be positive, not {self.time_budget_s}")
 
 
 @dataclass(frozen=True)
@@ -137,6 +99,7 @@ def compress_pixels(image: np.ndarray, metadata: SourceMetadata, settings: Codin
                     source_bytes: bytes | None = None) -> CompressResult:
     """``source_bytes`` (the photo file) lets ``--blade auto|jpeg-exact`` keep a JPEG's own blocks."""
     times = dict(times or {})
+    choices: dict = {}
     height, width = image.shape[:2]
     if mask is not None and mask.shape != (height, width):
         raise InputError(f"mask is {mask.shape[1]}x{mask.shape[0]}, the image {width}x{height}", metadata.filename)
@@ -154,11 +117,8 @@ def compress_pixels(image: np.ndarray, metadata: SourceMetadata, settings: Codin
     elif settings.mode == "roi":
         if mask is None:
             raise InputError("roi mode needs a blade mask (--mask or --segment)", metadata.filename)
-        if settings.blade in ("auto", jpegexact.CODER):
-            regions, grid, cells = jpegexact.compress_roi(image, mask, settings, coders, times, source_bytes,
-                                                          metadata.filename)
-        else:
-            regions, grid, cells = roi.compress_regions(image, mask, settings, coders, times)
+        regions, grid, cells, choices = roi_regions.compress_regions(image, mask, settings, coders, times,
+                                                                     source_bytes, metadata.filename)
     else:
         started = time.perf_counter()
         if settings.mode == "lossy":
@@ -173,6 +133,8 @@ def compress_pixels(image: np.ndarray, metadata: SourceMetadata, settings: Codin
         cells = blade_cells(mask, grid) if mask is not None else np.zeros((grid.rows, grid.cols), bool)
     bundle = Bundle(width=width, height=height, channels=3, patch_size=grid.patch_size,
                     mask_code=encode_mask(cells), regions=regions, source=metadata)
+    if choices:
+        times.setdefault("code", times.get("blade", 0.0) + times.get("background", 0.0))
     report = {
         "file": metadata.filename, "width": width, "height": height, "mode": settings.mode,
         "source_bytes": metadata.size,
@@ -181,6 +143,8 @@ def compress_pixels(image: np.ndarray, metadata: SourceMetadata, settings: Codin
                              "patches": r.coded.count} for r, bits in zip(regions, roi.own_bits(regions))},
         "seconds": {k: round(v, 3) for k, v in times.items()},
     }
+    if choices:
+        report["choices"] = choices
     coded_bytes = sum(r.coded.bits for r in regions) // 8 + len(bundle.mask_code)
     # Never silently bigger than the original: say so, and let the caller's policy choose.
     report["larger_than_source"] = coded_bytes > metadata.size
@@ -194,19 +158,25 @@ def decompress_bundle(bundle: Bundle, coders: Coders) -> DecodedPhoto:
     cells = bundle.blade_cells()
     names = {r.name for r in bundle.regions}
     if names == {"whole"}:
-        region = bundle.region("whole")
-        coder = coders.for_region(region.coded)
-        if region.coded.coder == "bitswap":
-            image = coder.decompress_image(region.coded)
-        elif region.coded.coder == "implicit-roi":
-            image = coder.decompress_image(region.coded, cells_to_mask(cells, grid), bundle.height, bundle.width)
-        else:
-            image = roi.image_from_patches(coder.decompress(region.coded), grid)
-        if region.pixel_sha256 is not None and pixels_sha256(image) != region.pixel_sha256:
-            raise CodingError("lossless region 'whole' decodes to pixels whose hash differs from the original's")
-    elif jpegexact.holds_jpeg_exact(bundle):
-        image = jpegexact.decompress_regions(bundle, cells, coders)
+        image = _decompress_whole(bundle, bundle.region("whole"), cells, coders)
     else:
-        image = roi.decompress_regions(bundle, cells, coders)
+        image = roi_regions.decompress_regions(bundle, cells, coders)
     report = {"seconds": {"decode": round(time.perf_counter() - started, 3)}}
     return DecodedPhoto(image=image, mask=cells_to_mask(cells, grid), report=report)
+
+
+def _decompress_whole(bundle: Bundle, region, cells: np.ndarray, coders: Coders) -> np.ndarray:
+    spec = BY_CODER_ID.get(region.coded.coder)
+    if spec is not None and spec.name == "source-file":
+        return decompress_source_file(bundle).image
+    coder = coders.for_region(region.coded)
+    grid = bundle.grid
+    if region.coded.coder == "bitswap":
+        image = coder.decompress_image(region.coded)
+    elif region.coded.coder == "implicit-roi":
+        image = coder.decompress_image(region.coded, cells_to_mask(cells, grid), bundle.height, bundle.width)
+    else:
+        image = roi.image_from_patches(coder.decompress(region.coded), grid)
+    if region.pixel_sha256 is not None and pixels_sha256(image) != region.pixel_sha256:
+        raise CodingError("lossless region 'whole' decodes to pixels whose hash differs from the original's")
+    return image

@@ -1,4 +1,4 @@
-"""Build the golden bundle tests/data/golden-v1.edgb, byte for byte the same on every run.
+"""Build the golden bundles tests/data/golden-v<N>.edgb, byte for byte the same on every run.
 
 The test suite rebuilds it and compares with the committed file: a difference means the
 bundle format changed. If that was meant, bump FORMAT_VERSION in edge/codec/container.py,
@@ -30,7 +30,11 @@ def fixed_bytes(label: str, size: int) -> bytes:
     return out[:size]
 
 
-def build_golden_bundle() -> Bundle:
+def build_golden_bundle(version: int = FORMAT_VERSION) -> Bundle:
+    """The golden bundle's content; version 1 is a ROI-eML bundle, version 2 a classical background
+    with a jpeg-exact blade on 16-pixel cells."""
+    if version >= 2:
+        return build_golden_bundle_v2()
     # A 300x200 image at patch size 64: a 4x5 grid with an L-shaped blade and a hole.
     cells = np.array([[0, 1, 1, 1, 0],
                       [0, 1, 0, 1, 0],
@@ -52,6 +56,23 @@ def build_golden_bundle() -> Bundle:
         format="JPEG", exif=b"MM\x00*" + fixed_bytes("exif", 28), xmp=b"<x:xmpmeta/>",
         icc=fixed_bytes("icc", 16))
     return Bundle(width=300, height=200, channels=3, patch_size=64, mask_code=encode_mask(cells),
+                  regions=(BundleRegion("background", background),
+                           BundleRegion("blade", blade, hashlib.sha256(b"blade pixels").hexdigest())),
+                  source=source)
+
+
+def build_golden_bundle_v2() -> Bundle:
+    # A 40x24 image at patch size 16: a 2x3 cell grid, blade in the middle column.
+    cells = np.array([[0, 1, 0],
+                      [0, 1, 1]], dtype=bool)
+    background = CodedRegion(coder="avif", model="", weights_sha256="", patch_size=1, count=600,
+                             streams=(fixed_bytes("avif", 61),), params={"box": [0, 0, 24, 40], "level": 12})
+    blade = CodedRegion(coder="jpeg-exact", model="", weights_sha256="", patch_size=16, count=3,
+                        streams=(fixed_bytes("jxl", 33),),
+                        params={"container": "jxl", "chosen_by": "auto", "reason": "baseline JPEG source"})
+    source = SourceMetadata(filename="DJI_0042.JPG", size=4_321, sha256=hashlib.sha256(b"source").hexdigest(),
+                            format="JPEG", exif=b"MM\x00*" + fixed_bytes("exif", 12))
+    return Bundle(width=40, height=24, channels=3, patch_size=16, mask_code=encode_mask(cells),
                   regions=(BundleRegion("background", background),
                            BundleRegion("blade", blade, hashlib.sha256(b"blade pixels").hexdigest())),
                   source=source)
