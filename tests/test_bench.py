@@ -61,7 +61,8 @@ def bench(tmp_path_factory):
         cv2.imwrite(str(root / "masks" / f"p{index}.png"), mask.astype(np.uint8) * 255)
     argv = [str(root / "photos"), "--masks", str(root / "masks"), "--json", str(root / "out.json"),
             "--plots", str(root / "plots"), "--lossy-weights", str(root / "tiny-lossy-0.pt"),
-            "--bitswap-weights", str(root / "tiny-bitswap.pt"), "--rd-crop", "192", "--quiet"]
+            "--bitswap-weights", str(root / "tiny-bitswap.pt"), "--rd-crop", "192", "--quiet",
+            "--modes", "auto,lossy-roi,lossless-roi", "--learned-estimates"]
     code, text = run_cli(argv)
     return {"root": root, "argv": argv, "code": code, "text": text, "result": load_result(root / "out.json")}
 
@@ -77,6 +78,14 @@ def test_runs_end_to_end_and_writes_json_and_plots(bench):
         # The shipped BU-Netv2 ran too: timed, and compared with the mask that was coded.
         assert row["stages"]["seg_unet"] > 0 and 0 <= row["segmentation_agreement"]["f1"] <= 1
         lossy, lossless = row["modes"]["lossy-roi"], row["modes"]["lossless-roi"]
+        auto = row["modes"]["auto"]   # the default: camera blade blocks, background by auto at 25 dB
+        assert auto["blade_exact"] and auto["quality"]["background"]["psnr"] >= 25.0
+        assert auto["choices"]["blade"]["coder"] == "jpeg-exact"
+        assert auto["choices"]["background"]["coder"] in ("avif", "jxl", "hp-easn")
+        estimated = {c["coder"] for region in auto["learned_estimates"].values() for c in region["candidates"]
+                     if "estimated_bytes" in c}
+        assert {"hp-easn", "bitswap"} <= estimated      # the learned coders, measured in the same run
+        assert row["classical"]["roi_anchor"]["matches"] == "auto"
         for mode in (lossy, lossless):
             assert {"mask_code", "background", "blade", "bundle_write", "offshore_decode"} <= set(mode["stages"])
             assert sum(mode["bits"].values()) == 8 * mode["bytes"]["bundle"]

@@ -49,7 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop-at", choices=("centre", "blade"), default="centre",
                    help="where the crop sits: the photo's centre or the blade's centroid")
     p.add_argument("--rd-crop", type=int, default=1024, help="centred square for the RD sweeps (0: as coded)")
-    p.add_argument("--bg-quality", type=int, default=0, help="quality level of the background")
+    p.add_argument("--bg-quality", type=int, default=0, help="the learned modes' background quality level")
+    p.add_argument("--bg-psnr", type=float, default=25.0, help="the auto modes' background PSNR target in dB")
+    p.add_argument("--time-budget", type=float, default=10.0,
+                   help="auto modes: seconds a learned coder may take on a region to be tried")
+    p.add_argument("--learned-estimates", action="store_true",
+                   help="auto mode: also estimate what HP+EASN-deep and Bit-swap would cost (calibration tiles)")
     p.add_argument("--blade-quality", default="auto",
                    help="quality level of a lossy blade, or 'auto': the lowest reaching --blade-psnr")
     p.add_argument("--blade-psnr", type=float, default=40.0, help="blade PSNR target in dB (auto, classical ROI)")
@@ -160,7 +165,9 @@ def _options(args):
             raise InputError(f"--blade-quality must be a level number or 'auto', not {args.blade_quality!r}") from None
     return BenchOptions(modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()), crop=args.crop,
                         crop_at=args.crop_at,
-                        rd_crop=args.rd_crop, bg_quality=args.bg_quality, blade_quality=blade_quality,
+                        rd_crop=args.rd_crop, bg_quality=args.bg_quality, bg_psnr=args.bg_psnr,
+                        time_budget=args.time_budget, learned_estimates=args.learned_estimates,
+                        blade_quality=blade_quality,
                         blade_psnr=args.blade_psnr, sequential=args.sequential,
                         classical=not args.no_classical, rd=not args.no_rd, roi_codec=args.roi_codec)
 

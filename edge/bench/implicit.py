@@ -135,7 +135,7 @@ def measure(photos, implicit: ImplicitCoder | None, explicit: ImplicitCoder | No
             levels = [CodingSettings(mode="implicit-roi", quality=q) for q in range(explicit.levels)]
             row["curves"]["explicit"] = bundle_points(image, mask, Coders(implicit=explicit), levels)
         for bg in bg_qualities if lossy_coders is not None else ():
-            settings = [CodingSettings(mode="roi", blade="lossy", bg_quality=bg, blade_quality=q)
+            settings = [CodingSettings(mode="roi", background="hp-easn", blade="lossy", bg_quality=bg, blade_quality=q)
                         for q in range(bg + 1, lossy_coders.lossy.levels)]
             row["curves"][f"roi-eml-bg{bg}"] = bundle_points(image, mask, lossy_coders, settings)
         grid = PatchGrid(image.shape[0], image.shape[1], LOSSY_PATCH)

@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--add-bitswap needs the --json file of an earlier run")
         add_bitswap_column(args.json, list_inputs(args.images, JPEG_SUFFIXES), args.masks)
         return 0
-    settings = CodingSettings(mode="roi", blade=jpegexact.CODER, bg_quality=args.bg_quality)
+    settings = CodingSettings(mode="roi", blade=jpegexact.CODER, background="hp-easn", bg_quality=args.bg_quality)
     rows = []
     with tempfile.TemporaryDirectory(prefix="edge-bench-jpegexact-") as folder:
         coders, shipped, bitswap = load_coders(Path(folder))

@@ -50,13 +50,20 @@ from edge.codec.maskcode import encode_mask
 from edge.codec.metadata import source_metadata_from_bytes
 from edge.codec.patches import PatchGrid, blade_cells, cells_to_mask, to_patches
 from edge.codec.photo import CodingSettings, Coders, compress_pixels, decompress_bundle
+from edge.codec.choose import Target, estimate_candidates
+from edge.codec.contract import Region
 from edge.codec.roi import image_patches, split_patches
 from edge.errors import CodingError, EdgeError, InputError
 from edge.segment.metrics import frame_scores
 
-MODES = ("lossy-roi", "lossless-roi", "jpeg-exact-roi", "lossy", "lossless")
-DEFAULT_MODES = ("lossy-roi", "lossless-roi")
-LOSSLESS_BLADE = {"lossless-roi", "jpeg-exact-roi", "lossless"}
+# auto: the product's default (camera blade blocks, background by auto); lossless-auto: a lossless
+# blade by auto; bg-avif / bg-jxl: one background coder at the same target (auto's rivals, coded
+# in full); the learned coders: lossy-roi, lossless-roi (ROI-eML), jpeg-exact-roi (HP+EASN-deep
+# background) and the whole-photo modes.
+AUTO_MODES = ("auto", "lossless-auto", "bg-avif", "bg-jxl")
+MODES = (*AUTO_MODES, "lossy-roi", "lossless-roi", "jpeg-exact-roi", "lossy", "lossless")
+DEFAULT_MODES = ("auto",)
+LOSSLESS_BLADE = {*AUTO_MODES, "lossless-roi", "jpeg-exact-roi", "lossless"}
 SEGMENT_STEPS = {"unet": "seg_unet", "fill": "seg_fill", "forest": "seg_forest",
                  "final": "seg_fill_final", "upscale": "seg_upscale"}
 EDGE_STAGES = ("mask_code", "background", "blade", "whole", "bundle_write")
@@ -69,7 +76,10 @@ class BenchOptions:
     crop: int = 0                      # square crop side in pixels after segmentation (0: whole photo)
     crop_at: str = "centre"            # "centre" of the photo, or "blade": the blade pixels' centroid
     rd_crop: int = 1024                # centre crop of the coded image for the RD sweeps (0: all of it)
-    bg_quality: int = 0
+    bg_quality: int = 0                # the learned modes' background level
+    bg_psnr: float = CodingSettings.bg_psnr          # the auto modes' background target (dB)
+    time_budget: float = CodingSettings.time_budget_s
+    learned_estimates: bool = False    # auto: also what HP+EASN-deep and Bit-swap would cost (tiles)
     blade_quality: int | None = None   # None: lowest level whose blade PSNR reaches blade_psnr
     blade_psnr: float = 40.0
     sequential: int = 1                # photos whose blade is also coded by Bit-swap's sequential mode
@@ -142,12 +152,20 @@ def crop_window(height: int, width: int, size: int, centre: tuple[float, float] 
 
 
 def settings_for(mode: str, options: BenchOptions, blade_quality: int) -> CodingSettings:
+    auto = {"bg_psnr": options.bg_psnr, "time_budget_s": options.time_budget}
+    if mode == "auto":
+        return CodingSettings(mode="roi", **auto)
+    if mode == "lossless-auto":
+        return CodingSettings(mode="roi", blade="lossless", **auto)
+    if mode in ("bg-avif", "bg-jxl"):
+        return CodingSettings(mode="roi", background=mode[3:], **auto)
+    learned = {"background": "hp-easn", "bg_quality": options.bg_quality}
     if mode == "lossy-roi":
-        return CodingSettings(mode="roi", blade="lossy", bg_quality=options.bg_quality, blade_quality=blade_quality)
+        return CodingSettings(mode="roi", blade="lossy", blade_quality=blade_quality, **learned)
     if mode == "lossless-roi":
-        return CodingSettings(mode="roi", blade="lossless", bg_quality=options.bg_quality)
+        return CodingSettings(mode="roi", blade="bitswap", **learned)
     if mode == "jpeg-exact-roi":
-        return CodingSettings(mode="roi", blade="jpeg-exact", bg_quality=options.bg_quality)
+        return CodingSettings(mode="roi", blade="jpeg-exact", **learned)
     if mode == "lossy":   # the whole photo at the blade's quality: what it costs without ROI
         return CodingSettings(mode="lossy", quality=blade_quality)
     return CodingSettings(mode="lossless")
@@ -320,7 +338,13 @@ def measure_mode(mode: str, context: _ImageContext, models: BenchModels, blade_q
            "memory": {"encode": encode_memory, "decode": decode_memory},
            "bytes": {"bundle": bundle_bytes, "mask": len(mask_code)},
            "blade_cell_pixels": int(coded_cells.sum()),
-           "quality": baselines.region_quality(image, decoded.image, mask, ~context.cells)}
+           "quality": baselines.region_quality(image, decoded.image, mask,
+                                               ~coded_cells if mode in AUTO_MODES else ~context.cells)}
+    if "choices" in result.report:
+        out["choices"] = result.report["choices"]
+    if mode == "auto" and context.options.learned_estimates:
+        clock.progress(f"{mode}: learned estimates")
+        out["learned_estimates"] = learned_estimates(image, coded_cells, coders, context.options.bg_psnr)
     out["bits"] = {**_region_bits(mode, result.report["regions"], context, coders, settings),
                    "mask": 8 * len(mask_code)}
     out["bits"]["container"] = 8 * bundle_bytes - sum(out["bits"].values())   # header, metadata, framing
@@ -364,6 +388,20 @@ def _background_bits(context: _ImageContext, coders: Coders, quality: int, regio
     return context.background_bits
 
 
+def learned_estimates(image: np.ndarray, cell_mask: np.ndarray, coders: Coders, bg_psnr: float) -> dict:
+    """What the learned coders would cost on this photo's regions, by auto's own calibration
+    (no time budget): HP+EASN-deep for the background at ``bg_psnr``, Bit-swap for the blade."""
+    out = {}
+    for region, names, target in (("background", ("hp-easn", "avif"), Target(bg_psnr)),
+                                  ("blade", ("bitswap", "jxl-lossless"), Target(None))):
+        where = ~cell_mask if region == "background" else cell_mask
+        started = time.perf_counter()
+        candidates = estimate_candidates(coders, names, Region(image, where), target)
+        out[region] = {"seconds": time.perf_counter() - started,
+                       "candidates": [{k: v for k, v in vars(c).items() if v not in (None, "")} for c in candidates]}
+    return out
+
+
 def measure_sequential(context: _ImageContext, bitswap, parallel_seconds: float | None) -> dict:
     """Bit-swap's sequential mode (one stream, one process) on the same blade sub-patches."""
     flags = blade_cells(context.mask, context.grid).ravel()
@@ -386,16 +424,24 @@ def measure_classical(context: _ImageContext, modes: dict) -> dict:
     image, mask, cells = context.image, context.mask, context.cells
     mask_bytes = len(encode_mask(blade_cells(mask, context.grid)))
     out = {"lossless_blade": baselines.lossless_blade(image, cells)}
-    for ours, blade in (("lossy-roi", "lossy"), ("lossless-roi", "lossless")):
+    for ours, blade, name in (("lossy-roi", "lossy", "roi_lossy"), ("lossless-roi", "lossless", "roi_lossless"),
+                              ("auto", "lossy", "roi_anchor")):
         measured = modes.get(ours, {})
         target = measured.get("quality", {}).get("background", {}).get("psnr")
         if target is None:
             continue
-        out[f"roi_{blade}"] = baselines.two_layer_roi(
-            image, mask, cells, mask_bytes, target, context.options.roi_codec, blade, context.options.blade_psnr,
-            out["lossless_blade"])
-        out[f"roi_{blade}"]["matches"] = ours
+        # auto's bundles sit on 16-pixel cells: the anchor's layers use the same cells.
+        anchor_cells = cells if ours != "auto" else cells_to_mask(*_cells16(mask))
+        out[name] = baselines.two_layer_roi(
+            image, mask, anchor_cells, mask_bytes, target, context.options.roi_codec, blade,
+            context.options.blade_psnr, out["lossless_blade"] if ours != "auto" else None)
+        out[name]["matches"] = ours
     return out
+
+
+def _cells16(mask: np.ndarray):
+    grid = PatchGrid(mask.shape[0], mask.shape[1], 16)
+    return blade_cells(mask, grid), grid
 
 
 def measure_rd(image: np.ndarray, lossy) -> dict:

@@ -154,7 +154,7 @@ def _summarize_classical(rows: list[dict]) -> dict:
             per_codec["ours_to"] = {codec: per_codec["bitswap (ours)"] / value for codec, value in per_codec.items()
                                     if codec in LOSSLESS_CODECS}
         out["lossless_blade_bits_per_pixel"] = per_codec
-    for name in ("roi_lossy", "roi_lossless"):
+    for name in ("roi_lossy", "roi_lossless", "roi_anchor"):
         baseline = [(r, r["classical"][name]) for r in rows if _get(r, "classical", name)]
         if not baseline:
             continue
@@ -211,7 +211,8 @@ def _full_size_bytes(rows: list[dict], summary: dict) -> dict[str, float]:
         sizes = [s for s in sizes if s is not None]
         if sizes:
             out[f"ours: {mode}"] = statistics.mean(sizes)
-    for name, label in (("roi_lossy", "classical ROI, lossy blade"), ("roi_lossless", "classical ROI, lossless blade")):
+    for name, label in (("roi_lossy", "classical ROI, lossy blade"), ("roi_lossless", "classical ROI, lossless blade"),
+                        ("roi_anchor", "classical ROI anchor, 40 dB blade")):
         sizes = [b["bpp"] * r["source"]["pixels"] / 8 for r in rows if (b := _get(r, "classical", name))]
         if sizes:
             codec = summary["classical"][name]["codec"]

@@ -132,6 +132,13 @@ def code_to_target(coders, names: tuple[str, ...], region: Region, target: Targe
     return Choice(coded, winner, level, measured, tuple(candidates))
 
 
+def estimate_candidates(coders, names: tuple[str, ...], region: Region, target: Target) -> list[Candidate]:
+    """Every candidate's calibrated level and estimated bytes, learned ones whatever their speed
+    (benchmarks: what a learned coder would cost, next to what auto sent)."""
+    mosaic = calibration_mosaic(region)
+    return [_calibrate(coders, name, region, mosaic, target, float("inf")) for name in names]
+
+
 def code_at_level(coders, name: str, region: Region, level: int | None) -> Choice:
     """One named coder at one level (no search): what ``--bg-quality`` asks for."""
     coder = coders.region(name)

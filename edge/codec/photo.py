@@ -133,8 +133,6 @@ def compress_pixels(image: np.ndarray, metadata: SourceMetadata, settings: Codin
         cells = blade_cells(mask, grid) if mask is not None else np.zeros((grid.rows, grid.cols), bool)
     bundle = Bundle(width=width, height=height, channels=3, patch_size=grid.patch_size,
                     mask_code=encode_mask(cells), regions=regions, source=metadata)
-    if choices:
-        times.setdefault("code", times.get("blade", 0.0) + times.get("background", 0.0))
     report = {
         "file": metadata.filename, "width": width, "height": height, "mode": settings.mode,
         "source_bytes": metadata.size,
