@@ -49,6 +49,7 @@ def is_jetson() -> bool:
 def run_checks(config_path: Path | None = None, engines_folder: Path | None = None) -> list[Check]:
     """Every check, in order; ``config_path`` (edge or offshore YAML) adds mounts and broker."""
     checks = [check_python(), *check_torch_and_gpu(), *check_accelerators(), check_constriction(),
+              check_classical_codecs(),
               check_packages(), check_turbojpeg(), *check_weights()]
     config, runtime = None, None
     if config_path is not None:
@@ -122,6 +123,19 @@ def check_accelerators() -> list[Check]:
     else:
         checks.append(Check("onnxruntime", WARN, "not installed: no ONNX Runtime backend (pip install onnxruntime)"))
     return checks
+
+
+def check_classical_codecs() -> Check:
+    """AVIF and JPEG XL (imagecodecs): the default background coder and the lossless blade's anchor."""
+    try:
+        import imagecodecs
+    except ImportError:
+        return Check("classical codecs", FAIL, "imagecodecs is not installed: pip install 'imagecodecs>=2024.1'")
+    missing = [name for name in ("AVIF", "JPEGXL") if not getattr(imagecodecs, name).available]
+    if missing:
+        return Check("classical codecs", FAIL, f"imagecodecs {imagecodecs.__version__} lacks {', '.join(missing)}: "
+                                               f"the avif / jxl region coders cannot run (deploy/JETSON.md)")
+    return Check("classical codecs", OK, f"imagecodecs {imagecodecs.__version__}: AVIF and JPEG XL")
 
 
 def check_constriction() -> Check:
