@@ -173,11 +173,13 @@ class Intake(Stage):
             data = path.read_bytes()
             info = path.stat()
         except OSError as error:
+            self._failing.pop(path, None)
             log.warning("%s: cannot read (%s); it will be taken when it is found again", path, error.strerror)
             return
         # Every empty file would share one hash (the journal's identity): give each its own.
         sha256 = hashlib.sha256(data or b"empty file " + os.fsencode(path)).hexdigest()
         if data and self.journal.find_sha256(sha256) is not None:
+            self._failing.pop(path, None)
             self.journal.add_photo(str(path), len(data), info.st_mtime_ns, sha256, None)   # moved: new location
             return
         folder_key = _relative_folder(path, found.folder)
