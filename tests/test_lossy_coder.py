@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from edge.codec.lossy.coder import open_stream
+from edge.codec.entropy import open_stream
 from edge.codec.lossy.tables import PRECISION_BITS, quantize_pmf
 from edge.codec.patches import PatchGrid
 from edge.codec.roi import image_patches

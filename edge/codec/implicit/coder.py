@@ -31,8 +31,8 @@ import torch
 
 from edge.codec.contract import CodedRegion
 from edge.codec.implicit.model import ImplicitROI, anchor_mask
-from edge.codec.lossy.coder import _from_symbols, _model_from_counts, _to_symbols, open_stream
-from edge.codec.lossy.tables import ESCAPE_RANGE_BITS, SCALE_TABLE, EntropyTables
+from edge.codec.entropy import TableModels, open_stream, to_symbols
+from edge.codec.lossy.tables import SCALE_TABLE, EntropyTables
 from edge.codec.patches import PatchGrid, from_patches, mirror_pad, to_patches
 from edge.errors import CodingError
 
@@ -64,10 +64,7 @@ class ImplicitCoder:
         # Canonical copies: float64 on the CPU, never replaced by an accelerated backend.
         self.h_s64 = copy.deepcopy(model.h_s).to(torch.float64).eval()
         self.context64 = copy.deepcopy(model.context).to(torch.float64).eval()
-        self._gaussian = [_model_from_counts(c) for c in tables.gaussian_counts]
-        self._factorized = [_model_from_counts(c) for c in tables.factorized_counts]
-        self._escape_value = constriction.stream.model.Uniform(1 << ESCAPE_RANGE_BITS)
-        self._sign = constriction.stream.model.Uniform(2)
+        self.entropy = TableModels(tables)
 
     @property
     def levels(self) -> int:
@@ -143,49 +140,40 @@ class ImplicitCoder:
         # Pushed last is decoded first: non-anchors, anchors, then z on top.
         for part in (coded & ~anchors, coded & anchors):
             self._encode_y(coder, (y_hat - mean)[part], indexes[part])
-        z_low, z_high = self._z_bounds(z_hat.shape)
-        z_symbols, z_escapes = _to_symbols(z_hat.ravel(), z_low, z_high)
-        self._encode_escapes(coder, z_escapes)
+        z_low, z_high = self.entropy.z_bounds(z_hat.shape)
+        z_symbols, z_escapes = to_symbols(z_hat.ravel(), z_low, z_high)
+        self.entropy.encode_escapes(coder, z_escapes)
         z_symbols = z_symbols.reshape(z_hat.shape[0], -1)
         for channel in range(len(z_symbols) - 1, -1, -1):
-            coder.encode_reverse(z_symbols[channel], self._factorized[channel])
+            coder.encode_reverse(z_symbols[channel], self.entropy.factorized[channel])
 
     def _encode_y(self, coder, residuals: np.ndarray, indexes: np.ndarray) -> None:
         half = self.tables.gaussian_half_width[indexes]
-        symbols, escapes = _to_symbols(residuals, -half, half)
-        self._encode_escapes(coder, escapes)
+        symbols, escapes = to_symbols(residuals, -half, half)
+        self.entropy.encode_escapes(coder, escapes)
         for group in range(len(SCALE_TABLE) - 1, -1, -1):
             chosen = symbols[indexes == group]
             if len(chosen):
-                coder.encode_reverse(chosen, self._gaussian[group])
+                coder.encode_reverse(chosen, self.entropy.gaussian[group])
 
     def _decode_y(self, coder, indexes: np.ndarray) -> np.ndarray:
         symbols = np.empty(indexes.size, dtype=np.int64)
         for group in range(len(SCALE_TABLE)):
             where = np.flatnonzero(indexes == group)
             if len(where):
-                symbols[where] = coder.decode(self._gaussian[group], len(where))
+                symbols[where] = coder.decode(self.entropy.gaussian[group], len(where))
         half = self.tables.gaussian_half_width[indexes]
-        return _from_symbols(self, coder, symbols, -half, half)
+        return self.entropy.from_symbols(coder, symbols, -half, half)
 
-    def _encode_escapes(self, coder, escapes: np.ndarray) -> None:
-        if len(escapes):
-            coder.encode_reverse(escapes[:, 1].astype(np.int32), self._sign)
-            coder.encode_reverse(escapes[:, 0].astype(np.int32), self._escape_value)
 
-    def _z_bounds(self, z_shape: tuple) -> tuple[np.ndarray, np.ndarray]:
-        per_channel = int(np.prod(z_shape[1:]))
-        low = self.tables.factorized_offset
-        high = low + np.array([len(c) - 2 for c in self.tables.factorized_counts])
-        return np.repeat(low, per_channel), np.repeat(high, per_channel)
 
     def decode_tile(self, coder, mask: np.ndarray) -> np.ndarray:
         """Pop one tile's y_hat from an ANS stack."""
         y_shape, z_shape = self.latent_shapes()
         per_channel = int(np.prod(z_shape[1:]))
-        z_flat = np.concatenate([coder.decode(self._factorized[c], per_channel) for c in range(z_shape[0])])
-        z_low, z_high = self._z_bounds(z_shape)
-        z_hat = _from_symbols(self, coder, z_flat, z_low, z_high).reshape(z_shape).astype(np.int32)
+        z_flat = np.concatenate([coder.decode(self.entropy.factorized[c], per_channel) for c in range(z_shape[0])])
+        z_low, z_high = self.entropy.z_bounds(z_shape)
+        z_hat = self.entropy.from_symbols(coder, z_flat, z_low, z_high).reshape(z_shape).astype(np.int32)
         anchors = np.broadcast_to(anchor_mask(*y_shape[-2:]).numpy()[0] > 0, y_shape)
         coded = self._gate(mask)
         y_hat = np.zeros(y_shape, dtype=np.int32)

@@ -21,14 +21,12 @@ import torch
 
 from edge.codec.contract import CodedRegion
 from edge.codec.lossy.model import HyperpriorEASN
-from edge.codec.lossy.tables import ESCAPE_RANGE_BITS, PRECISION_BITS, SCALE_TABLE, EntropyTables
+from edge.codec.entropy import TableModels, open_stream, to_symbols
+from edge.codec.lossy.tables import SCALE_TABLE, EntropyTables
 from edge.errors import CodingError
 
 PATCH_SIZE = 256
 BATCH = 8                        # patches per network call: bounds memory on 20 MP photos
-_ESCAPE_LIMIT = 1 << ESCAPE_RANGE_BITS
-_Categorical = constriction.stream.model.Categorical
-_Uniform = constriction.stream.model.Uniform
 
 
 @dataclass(frozen=True)
@@ -38,10 +36,6 @@ class Latents:
     y_hat: np.ndarray
     z_hat: np.ndarray
 
-
-def _model_from_counts(counts: np.ndarray):
-    # counts / 2**PRECISION_BITS is exact in float64, so every machine builds the same model.
-    return _Categorical(counts.astype(np.float64) / float(1 << PRECISION_BITS), perfect=False)
 
 
 class LossyCoder:
@@ -58,10 +52,7 @@ class LossyCoder:
         self.patch_size = patch_size
         # The canonical copy of h_s: float64 on the CPU, never replaced by an accelerated backend.
         self.h_s64 = copy.deepcopy(model.h_s).to(torch.float64).eval()
-        self._gaussian = [_model_from_counts(c) for c in tables.gaussian_counts]
-        self._factorized = [_model_from_counts(c) for c in tables.factorized_counts]
-        self._escape_value = _Uniform(_ESCAPE_LIMIT)
-        self._sign = _Uniform(2)
+        self.entropy = TableModels(tables)
         self.backend = None   # edge.runtime backend for g_a, h_a, g_s; None: self.model in PyTorch
 
     @property
@@ -122,33 +113,27 @@ class LossyCoder:
         """Push one patch's latents onto an ANS stack (decoding pops them in the reverse order)."""
         indexes = self.scale_indexes(z_hat[None])[0].ravel()
         half = self.tables.gaussian_half_width[indexes]
-        y_symbols, y_escapes = _to_symbols(y_hat.ravel(), -half, half)
-        z_low, z_high = self._z_bounds(z_hat.shape)
-        z_symbols, z_escapes = _to_symbols(z_hat.ravel(), z_low, z_high)
+        y_symbols, y_escapes = to_symbols(y_hat.ravel(), -half, half)
+        z_low, z_high = self.entropy.z_bounds(z_hat.shape)
+        z_symbols, z_escapes = to_symbols(z_hat.ravel(), z_low, z_high)
         # Everything pushed last is decoded first: push y escapes, y groups, z escapes, z.
-        self._encode_escapes(coder, y_escapes)
+        self.entropy.encode_escapes(coder, y_escapes)
         for group in range(len(SCALE_TABLE) - 1, -1, -1):
             chosen = y_symbols[indexes == group]
             if len(chosen):
-                coder.encode_reverse(chosen, self._gaussian[group])
-        self._encode_escapes(coder, z_escapes)
+                coder.encode_reverse(chosen, self.entropy.gaussian[group])
+        self.entropy.encode_escapes(coder, z_escapes)
         z_symbols = z_symbols.reshape(z_hat.shape[0], -1)
         for channel in range(len(z_symbols) - 1, -1, -1):
-            coder.encode_reverse(z_symbols[channel], self._factorized[channel])
+            coder.encode_reverse(z_symbols[channel], self.entropy.factorized[channel])
 
-    def _z_bounds(self, z_shape: tuple) -> tuple[np.ndarray, np.ndarray]:
-        """Per-element smallest and largest value covered by z's factorized tables."""
-        per_channel = int(np.prod(z_shape[1:]))
-        low = self.tables.factorized_offset
-        high = low + np.array([len(c) - 2 for c in self.tables.factorized_counts])
-        return np.repeat(low, per_channel), np.repeat(high, per_channel)
 
     def decode_patch(self, coder, y_shape: tuple, z_shape: tuple) -> tuple[np.ndarray, np.ndarray]:
         """Pop one patch's latents (y_hat, z_hat) from an ANS stack."""
         per_channel = int(np.prod(z_shape[1:]))
-        z_flat = np.concatenate([coder.decode(self._factorized[c], per_channel) for c in range(z_shape[0])])
-        z_low, z_high = self._z_bounds(z_shape)
-        z_flat = _from_symbols(self, coder, z_flat, z_low, z_high)
+        z_flat = np.concatenate([coder.decode(self.entropy.factorized[c], per_channel) for c in range(z_shape[0])])
+        z_low, z_high = self.entropy.z_bounds(z_shape)
+        z_flat = self.entropy.from_symbols(coder, z_flat, z_low, z_high)
         z_hat = z_flat.reshape(z_shape).astype(np.int32)
 
         indexes = self.scale_indexes(z_hat[None])[0].ravel()
@@ -159,15 +144,10 @@ class LossyCoder:
         for group in range(len(SCALE_TABLE)):
             where = np.flatnonzero(indexes == group)
             if len(where):
-                y_flat[where] = coder.decode(self._gaussian[group], len(where))
-        y_flat = _from_symbols(self, coder, y_flat, -half, half)
+                y_flat[where] = coder.decode(self.entropy.gaussian[group], len(where))
+        y_flat = self.entropy.from_symbols(coder, y_flat, -half, half)
         return y_flat.reshape(y_shape).astype(np.int32), z_hat
 
-    def _encode_escapes(self, coder, escapes: np.ndarray) -> None:
-        """``escapes`` (n, 2): excess beyond the table and sign, in decoding order."""
-        if len(escapes):
-            coder.encode_reverse(escapes[:, 1].astype(np.int32), self._sign)
-            coder.encode_reverse(escapes[:, 0].astype(np.int32), self._escape_value)
 
     # -- the coder contract -----------------------------------------------------------------
     def latent_shapes(self) -> tuple[tuple, tuple]:
@@ -209,41 +189,3 @@ class LossyCoder:
         if len(y_hat) == 0:
             return np.zeros((0, 3, self.patch_size, self.patch_size), dtype=np.uint8)
         return self.synthesize(y_hat, coded.params["quality"])
-
-
-def open_stream(stream: bytes, index: int):
-    """An ANS decoder over a stream's words; a stream that is no whole number of words is damaged."""
-    if len(stream) % 4 or not stream:
-        raise CodingError(f"stream {index} has {len(stream)} bytes, not a positive multiple of 4: damaged")
-    words = np.frombuffer(stream, dtype=np.uint32).copy()
-    if words[-1] == 0:
-        raise CodingError(f"stream {index} ends in a zero word, which no encoder writes: damaged")
-    return constriction.stream.stack.AnsCoder(words)
-
-
-def _to_symbols(values: np.ndarray, low: np.ndarray, high: np.ndarray):
-    """Map values to table symbols (v - low); values outside [low, high] get the escape symbol.
-
-    Returns (symbols int32, escapes (n, 2) int64 of (excess beyond the table, below-low flag)).
-    """
-    values = values.astype(np.int64)
-    escaped = (values < low) | (values > high)
-    symbols = np.where(escaped, high - low + 1, values - low)
-    excess = np.where(values > high, values - high - 1, low - values - 1)[escaped]
-    if len(excess) and excess.max() >= _ESCAPE_LIMIT:
-        raise CodingError("a latent is too large to code (the image or the model is broken)")
-    below = (values < low)[escaped]
-    return symbols.astype(np.int32), np.stack([excess, below], axis=1)
-
-
-def _from_symbols(owner: LossyCoder, coder, symbols: np.ndarray, low: np.ndarray, high: np.ndarray):
-    """Inverse of :func:`_to_symbols`: escaped slots get their exact values popped from the stream."""
-    values = symbols.astype(np.int64) + low
-    escaped = symbols == high - low + 1
-    count = int(escaped.sum())
-    if count:
-        excess = coder.decode(owner._escape_value, count).astype(np.int64)
-        below = coder.decode(owner._sign, count).astype(bool)
-        where = np.flatnonzero(escaped)
-        values[where] = np.where(below, low[where] - 1 - excess, high[where] + 1 + excess)
-    return values
