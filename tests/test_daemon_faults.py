@@ -108,7 +108,10 @@ def test_start_up_on_a_full_disk_waits_with_one_message_then_delivers(tmp_path, 
         for index in range(3):
             write_photo(card, index)
         wait_for(lambda: NO_SPACE in log_path.read_text(), 60, "the disk-full message")
-        time.sleep(3)                                   # waiting, not repeating itself, not dying
+        status_topic = Topics(edge.mqtt.topic_root).status(edge.device)
+        status = wait_for(lambda: _disk_full_status(broker.port, status_topic), 30, "the status topic to say so")
+        assert status["starting"] and "journal" in " ".join(status["disk_full_writing"])
+        time.sleep(2)                                   # waiting, not repeating itself, not dying
         assert daemon.running and arrivals(offshore.output.folder) == []
         small_disk.grow("4m")
         wait_for(lambda: len(arrivals(offshore.output.folder)) >= 3, 60, "3 photos after the disk was grown")
@@ -121,6 +124,7 @@ def test_start_up_on_a_full_disk_waits_with_one_message_then_delivers(tmp_path, 
     assert "journal" in text.split(NO_SPACE, 1)[1].splitlines()[0]          # it says what it cannot write
     assert "disk space is back" in text
     assert sorted(r["source"] for r in arrivals(offshore.output.folder)) == [f"DJI_{i:04d}.JPG" for i in range(3)]
+    assert not _disk_full_status(broker.port, status_topic)     # the running daemon's status replaced it
 
 
 @pytest.mark.slow

@@ -29,7 +29,7 @@ from edge.daemon.diskspace import DiskSpace, DiskWaitStopped
 from edge.daemon.grouping import SurfaceGrouper
 from edge.daemon.health import Notifier, StopSignals, supervise
 from edge.daemon.journal import IN_SPOOL, UNFINISHED, Journal, PhotoRecord
-from edge.daemon.publisher import Publisher
+from edge.daemon.publisher import Publisher, StartupStatus
 from edge.daemon.segmentation import Segmenter, make_segmenter
 from edge.daemon.spool import Spool
 from edge.daemon.stages import Coding, Grouper, Intake, Segmentation, Spooling
@@ -214,10 +214,12 @@ def run_daemon(config: EdgeConfig, coder: Coder | None = None, settings: Any = N
     notifier = notifier or Notifier()
     daemon = EdgeDaemon(config, coder, settings, segmenter, coders)
     signals = StopSignals().install()
+    early = StartupStatus(config)
 
     def starting() -> None:          # called while start-up waits for disk space
         notifier.extend_timeout(10.0)
         notifier.status(f"starting: {daemon.disk.describe()}")
+        early.report(daemon.disk.status())
         if signals.requested:
             daemon.request_stop()
 
@@ -227,7 +229,9 @@ def run_daemon(config: EdgeConfig, coder: Coder | None = None, settings: Any = N
             daemon.start()
         except DiskWaitStopped:
             return 0                 # asked to stop while waiting for space to start
-        daemon.disk.on_wait = None
+        finally:
+            daemon.disk.on_wait = None
+            early.close()
         notifier.ready(daemon.status_line())
 
         def problem() -> str:

@@ -28,7 +28,7 @@ from typing import Callable
 from edge.config import EdgeConfig
 from edge.daemon.diskspace import DiskWaitStopped
 from edge.daemon.journal import Journal, PhotoRecord
-from edge.daemon.mqtt import Ack, MqttLink, Topics, chunk_properties, split_bundle
+from edge.daemon.mqtt import ONLINE, Ack, MqttLink, Topics, chunk_properties, split_bundle
 from edge.daemon.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -354,3 +354,41 @@ class Publisher:
                               retain=True)
         except ConnectionError:
             pass
+
+
+class StartupStatus:
+    """The status topic while start-up waits for disk space, before the journal and the
+    publisher exist, so that offshore sees why nothing comes.
+
+    It connects as ``CLIENT_ID-starting`` without a persistent session, so it never takes over
+    the publisher's session, and it is closed once the daemon has started.
+    """
+
+    def __init__(self, config: EdgeConfig):
+        self.config = config
+        self.topics = Topics(config.mqtt.topic_root)
+        self._link: MqttLink | None = None
+        self._next = 0.0
+
+    def report(self, state: dict) -> None:
+        """Publish ``state`` (retained) at most every ``status_interval_s``; connects on first use."""
+        if self._link is None:
+            mqtt = self.config.mqtt.model_copy(update={"client_id": f"{self.config.mqtt.client_id}-starting",
+                                                       "session_expiry_s": 0})
+            self._link = MqttLink(mqtt, self.topics.availability(self.config.device))
+            self._link.start()
+        now = time.monotonic()
+        if not self._link.connected or now < self._next:
+            return
+        status = {"device": self.config.device, "time": time.time(), "starting": True, **state}
+        try:
+            self._link.publish(self.topics.status(self.config.device), json.dumps(status, sort_keys=True),
+                               retain=True)
+        except ConnectionError:
+            return
+        self._next = now + self.config.publish.status_interval_s
+
+    def close(self) -> None:
+        if self._link is not None:
+            self._link.stop(final_availability=ONLINE)      # the publisher's link says the same
+            self._link = None
