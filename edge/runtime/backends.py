@@ -5,7 +5,7 @@ One small contract, whatever runs underneath::
     backend.run(name, x) -> y      name in backend.names(); x, y float32 CPU tensors
 
 A backend only ever holds the networks of :data:`edge.runtime.networks.ACCELERATED` (the
-analysis and synthesis transforms and the U-Net, design rule 3); the coder asks it for nothing
+analysis and synthesis transforms and the U-Net, docs/design.md, rule 3); the coder asks it for nothing
 else.
 """
 from __future__ import annotations

@@ -10,7 +10,7 @@
 
 Naming a backend in the config (``runtime.backend``) forces it: if it cannot be used that is
 an error at start-up, not a silent fallback. Whatever runs g_a, h_a, g_s and the U-Net, the
-coder's h_s stays its float64 CPU copy (design rule 3).
+coder's h_s stays its float64 CPU copy (docs/design.md, rule 3).
 """
 from __future__ import annotations
 

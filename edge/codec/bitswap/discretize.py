@@ -5,7 +5,7 @@ Every coded symbol is a bin index ``k`` in ``0..K-1`` of a layout of ``K`` equal
 ``mu`` and scale ``s`` gives bin ``k`` the mass ``F(e_{k+1}) - F(e_k)`` with ``F`` the logistic
 CDF, ``e_0 = -inf``, ``e_K = +inf`` and ``e_k = low + k w`` in between.
 
-Decodable anywhere (design rule 3): parameters are first *snapped* to a grid, the mean to
+Decodable anywhere (docs/design.md, rule 3): parameters are first *snapped* to a grid, the mean to
 ``w / G`` (integer ``n``), the log-scale to ``1/64`` (integer ``j``). Then
 ``(e_k - mu) / s = (k G - n) * c_j`` with ``c_j = w / (G s_j)``: the CDF of every bin edge is an
 entry ``u = k G - n`` of a per-scale table. The tables are built once per process from the

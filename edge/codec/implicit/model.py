@@ -197,7 +197,7 @@ class HyperAnalysis(nn.Module):
 
 
 class HyperSynthesis(nn.Module):
-    """h_s: z_hat -> 2m hyper features at y's grid. float64 on the CPU when coding (design rule 3)."""
+    """h_s: z_hat -> 2m hyper features at y's grid. float64 on the CPU when coding (docs/design.md, rule 3)."""
 
     def __init__(self, m: int, nz: int):
         super().__init__()

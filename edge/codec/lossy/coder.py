@@ -62,7 +62,7 @@ class LossyCoder:
     # -- transforms -------------------------------------------------------------------------
     def use_backend(self, backend) -> None:
         """Run g_a, h_a and g_s on ``backend`` (edge.runtime: TensorRT, ONNX Runtime, torch); None
-        for this model in PyTorch. h_s and the tables never move (design rule 3)."""
+        for this model in PyTorch. h_s and the tables never move (docs/design.md, rule 3)."""
         self.backend = backend
 
     def _transform(self, name: str, x: torch.Tensor) -> torch.Tensor:

@@ -132,7 +132,7 @@ class HyperAnalysis(nn.Module):
 
 
 class HyperSynthesis(nn.Module):
-    """h_s: z_hat -> log-scales of y_g. Runs in float64 on the CPU when coding (design rule 3)."""
+    """h_s: z_hat -> log-scales of y_g. Runs in float64 on the CPU when coding (docs/design.md, rule 3)."""
 
     def __init__(self, n: int, m: int):
         super().__init__()
