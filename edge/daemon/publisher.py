@@ -109,7 +109,10 @@ class Publisher:
     def _status_loop(self) -> None:
         while not self.stop_event.is_set():
             if self.link.connected:
-                self._publish_status()
+                try:
+                    self._publish_status()
+                except Exception:                    # a status is not worth the thread: try next time
+                    log.exception("publishing the status failed")
                 self.stop_event.wait(self.config.publish.status_interval_s)
             else:
                 self.stop_event.wait(0.1)
