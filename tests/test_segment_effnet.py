@@ -170,3 +170,38 @@ def test_tensorrt_probabilities_match_pytorch(tmp_path):
     for height, width in ((48, 64), (64, 40)):
         photo = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
         assert np.abs(predict_probability(accelerated, photo) - predict_probability(model, photo)).max() < 1e-3
+
+
+@pytest.mark.skipif(not HAVE_WHEEL, reason=NO_WHEEL)
+def test_trainer_starts_from_imagenet_keeps_frozen_blocks_and_restarts_from_exported_weights(tmp_path, capsys):
+    from edge.cli import main
+    from test_segment_cli import write_tiny_dataset
+    data = write_tiny_dataset(tmp_path / "data", [f"envA_{n:02d}" for n in (1, 2, 3, 66)])
+    tiny = ["--arch", effnet.ARCH, "--long-side", "64", "--crop", "32", "--batch", "2", "--eval-every", "2",
+            "--ckpt-every", "1", "--device", "cpu"]
+    run = tmp_path / "run"
+    assert main(["train", "seg", "--data", str(data), "--ckpt-dir", str(run), "--steps", "2",
+                 "--freeze-blocks", "3", *tiny]) == 0
+    trained = torch.load(run / "last.pt", weights_only=False)["model"]
+    imagenet = torch.load(effnet.encoder_weights_path(), map_location="cpu", weights_only=True)
+    for key in ("_conv_stem.weight", "_blocks.2._project_conv.weight", "_blocks.2._bn2.running_mean"):
+        assert torch.equal(trained["encoder." + key], imagenet[key]), key          # frozen
+    assert not torch.equal(trained["encoder._blocks.3._expand_conv.weight"], imagenet["_blocks.3._expand_conv.weight"])
+
+    weights = tmp_path / "lite.pt"
+    assert main(["train", "seg", "--ckpt-dir", str(run), "--export", str(weights), "--export-from", "last",
+                 "--tau", "0.45", "--min-confidence", "0.7"]) == 0
+    shipped = load_any_weights(weights)
+    assert isinstance(shipped, effnet.LiteUNet)
+    assert (shipped.config.threshold, shipped.config.min_confidence) == (0.45, 0.7)
+    # --init-from a weights file (fp16, as shipped): a new run starts from those weights.
+    again = tmp_path / "again"
+    assert main(["train", "seg", "--data", str(data), "--ckpt-dir", str(again), "--steps", "1",
+                 "--init-from", str(weights), "--lr", "1e-12", *tiny]) == 0
+    restarted = torch.load(again / "last.pt", weights_only=False)["model"]
+    key = "encoder._blocks.10._depthwise_conv.weight"
+    assert torch.allclose(restarted[key], shipped.state_dict()[key], atol=1e-6)
+    # Weights of the other network are refused, naming the option and the file.
+    assert main(["train", "seg", "--data", str(data), "--ckpt-dir", str(tmp_path / "bad"), "--steps", "1",
+                 "--init-from", str(weights), "--long-side", "64", "--crop", "32", "--base-width", "4"]) != 0
+    assert "--init-from" in capsys.readouterr().err
