@@ -78,11 +78,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def trainer_arguments(kind: str, device: torch.device, data: DataFolders, run_dir: Path, init: Path,
-                      minutes: float, threads: int, val_crops: int) -> list[str]:
-    """The `edge train KIND` command line of one model's run."""
+                      minutes: float, threads: int, val_crops: int, workers: int = -1) -> list[str]:
+    """The `edge train KIND` command line of one model's run (``workers``: its loader processes)."""
     config = load_model(kind, init)[2]
     gpu = device.type == "cuda"
     common = ["--device", device.type, "--threads", str(threads), "--init-from", str(init)]
+    if kind != "seg":
+        common += ["--workers", str(workers)]
     if kind == "lossy":
         dirs = [data.crops / "images"] + ([data.synth] if data.synth else [])
         return [*map(str, dirs), "--run-dir", str(run_dir), "--minutes", f"{minutes:.3f}",
@@ -141,33 +143,38 @@ def write_candidate(kind: str, checkpoint: Path, path: Path, info: dict) -> None
 
 
 def _run_trainers(jobs: list[tuple[str, list[str], float, Path]], parallel: int) -> dict[str, dict]:
-    """Run ``(kind, argv, seconds, log_path)`` trainers, ``parallel`` at a time, each interrupted
-    at the end of its seconds (then killed 30 s later); per kind its exit status and wall time."""
+    """Run ``(kind, argv, seconds, run_dir)`` trainers, ``parallel`` at a time; per kind its exit
+    status and wall time. Trainers with ``--minutes`` stop themselves; one still running a minute
+    after its time is interrupted. The segmentation trainer (no ``--minutes``) is interrupted at
+    the end of its time once it has written a checkpoint (at most a minute later)."""
     results, pending, running = {}, list(jobs), {}
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     while pending or running:
         while pending and len(running) < parallel:
-            kind, argv, seconds, log_path = pending.pop(0)
-            out = log_path.open("w")
+            kind, argv, seconds, run_dir = pending.pop(0)
+            out = (run_dir / "stdout.log").open("w")
             command = [sys.executable, "-m", "edge.cli", "train", kind, *argv]
             out.write(" ".join(command) + "\n")
             out.flush()
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-            running[kind] = (process, time.monotonic(), seconds, out, False)
-            log.info("%s: training for up to %.0f s (log %s)", kind, seconds, log_path)
+            running[kind] = [process, time.monotonic(), seconds, out, False, run_dir]
+            log.info("%s: training for about %.0f s (log %s)", kind, seconds, run_dir / "stdout.log")
         time.sleep(0.5)
-        for kind, (process, started, seconds, out, interrupted) in list(running.items()):
+        for kind, job in list(running.items()):
+            process, started, seconds, out, interrupted, run_dir = job
             elapsed = time.monotonic() - started
+            self_timed = "--minutes" in process.args
+            stop_at = seconds + 60 if self_timed or not (run_dir / "last.pt").exists() else seconds
             if process.poll() is not None:
                 out.close()
                 results[kind] = {"returncode": process.returncode, "wall_seconds": round(elapsed, 1),
                                  "interrupted": interrupted}
                 del running[kind]
-            elif elapsed > seconds + 30 and interrupted:
+            elif interrupted and elapsed > stop_at + 30:
                 process.kill()
-            elif elapsed > seconds and not interrupted:
+            elif not interrupted and (elapsed > stop_at or elapsed > seconds + 60):
                 process.send_signal(signal.SIGINT)
-                running[kind] = (process, started, seconds, out, True)
+                job[4] = True
     return results
 
 
@@ -189,7 +196,8 @@ def train_all(out: Path, minutes: float, device: str, data: Path, kinds: list[st
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     parallel = jobs or (len(kinds) if device.type == "cuda" else 1)
-    threads = threads or max(1, (os.cpu_count() or 1) // parallel)
+    gpu = device.type == "cuda"
+    threads = threads or (2 if gpu else max(1, (os.cpu_count() or 1) // parallel))   # a GPU run's CPU work is the loaders
     budget = minutes * 60 * (1 - RESERVE)
     began = time.monotonic()
 
@@ -201,8 +209,10 @@ def train_all(out: Path, minutes: float, device: str, data: Path, kinds: list[st
         train_minutes = max(0.05, (seconds - STARTUP_SECONDS) / 60)
         run_dir = out / kind
         run_dir.mkdir(exist_ok=True)
-        argv = trainer_arguments(kind, device, folders, run_dir, init, train_minutes, threads, val_crops)
-        plans.append((kind, argv, seconds, run_dir / "stdout.log"))
+        # Loader processes on a GPU: the cores left over by the trainers, shared among them.
+        workers = max(1, ((os.cpu_count() or 1) - threads * parallel) // parallel) if gpu else 0
+        argv = trainer_arguments(kind, device, folders, run_dir, init, train_minutes, threads, val_crops, workers)
+        plans.append((kind, argv, seconds, run_dir))
     results = _run_trainers(plans, parallel)
     trained_seconds = time.monotonic() - began
 
@@ -225,11 +235,13 @@ def _judge(kind: str, run_dir: Path, shipped: Path, data: DataFolders, device: t
     """Score the shipped weights and the run's checkpoints; keep the best checkpoint as the candidate."""
     entry = {"trainer": result, "log": str(run_dir / "stdout.log")}
     try:
+        log.info("%s: scoring the shipped weights %s on the held-out scenes", kind, shipped)
         base = score_file(kind, shipped, data, device, val_crops)
         entry["shipped"] = {"file": str(shipped), "step": base.step, "score": round(base.value, 4),
                             "metrics": base.metrics}
         scored = []
         for checkpoint in _checkpoints(kind, run_dir):
+            log.info("%s: scoring %s", kind, checkpoint)
             model, step, _ = load_model(kind, checkpoint)
             scored.append((score(kind, model, data, device, val_crops), checkpoint, step))
         if not scored:

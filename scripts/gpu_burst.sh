@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Train every model for a few minutes on a leased GPU machine, from the shipped weights.
+#
+#   scripts/gpu_burst.sh pack [--data DIR] [--pack DIR]     here, where wta-train is (default
+#       /work/shared/data/wta-train): writes the compact training set to burst-pack/ (ignored by
+#       git) and checks that it fits, with the repository, in the 64 MiB a lease takes.
+#   scripts/gpu_burst.sh run --out DIR [--minutes 8] [--device cuda] [--pack DIR] [--work DIR]
+#       there: needs no network and no pip, only the machine's python3 with torch, numpy,
+#       opencv and tqdm (it says what is missing). Renders synthetic photos with `edge synth`,
+#       runs `edge train all` so that the whole run ends within --minutes, and writes to DIR:
+#       summary.json, logs.tar.gz and candidates.tar.NN (parts of 15 MiB, to fit the lease's
+#       16 MiB per file). The training folder itself stays in --work (default /tmp/edge-burst).
+#   scripts/gpu_burst.sh unpack DIR DEST      here: joins and unpacks DIR's candidates into
+#       DEST; then `edge train promote DEST` ships those that are clearly better.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PACK=burst-pack
+LIMIT_MIB=64
+
+die() { echo "gpu_burst: error: $*" >&2; exit 2; }
+
+python_here() {   # this checkout's environment if there is one, else the machine's python3
+    if [[ -x .venv/bin/python ]]; then echo .venv/bin/python; else echo python3; fi
+}
+
+tree_bytes() {    # what a lease copies: tracked and untracked-not-ignored files, plus the pack
+    { git ls-files -z --cached --others --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1; } ||
+        echo 0
+}
+
+cmd_pack() {
+    local data=/work/shared/data/wta-train
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+            --data) data=$2; shift 2 ;;
+            --pack) PACK=$2; shift 2 ;;
+            *) die "pack: unknown option $1" ;;
+        esac
+    done
+    [[ -d $data/images && -d $data/masks ]] || die "pack: $data is not a wta-train folder (images/, masks/)"
+    rm -rf "$PACK"
+    PYTHONPATH=. "$(python_here)" -m edge.train.pack "$data" "$PACK"
+    local repo pack total
+    repo=$(tree_bytes)
+    pack=$(du -sb "$PACK" | cut -f1)
+    total=$((repo + pack))
+    awk -v p="$pack" -v r="$repo" -v t="$total" -v l="$LIMIT_MIB" -v n="$PACK" 'BEGIN {
+        printf "packed set %s: %.1f MiB; repository working tree %.1f MiB; together %.1f MiB of %d MiB\n",
+               n, p / 1048576, r / 1048576, t / 1048576, l }'
+    ((total < LIMIT_MIB * 1048576)) || die "pack: more than $LIMIT_MIB MiB together; pack fewer crops"
+    git check-ignore -q "$PACK" || echo "gpu_burst: warning: $PACK is not ignored by git" >&2
+}
+
+check_machine() {   # what `edge train all` imports there; say what is missing and stop
+    local device=$1 py=$2
+    "$py" - "$device" <<'EOF' || exit 3
+import importlib, sys
+missing = []
+for name in ("torch", "numpy", "cv2", "tqdm", "PIL"):
+    try:
+        importlib.import_module(name)
+    except ImportError as error:
+        missing.append(f"{name} ({error})")
+if missing:
+    sys.exit("gpu_burst: missing Python packages: " + ", ".join(missing) + f" (python {sys.executable})")
+import torch
+line = f"gpu_burst: python {sys.version.split()[0]}, torch {torch.__version__}"
+if torch.cuda.is_available():
+    line += f", {torch.cuda.get_device_name(0)}"
+print(line)
+for name in ("constriction", "yaml"):      # not needed for training; promote runs where they are
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        print(f"gpu_burst: note: {name} is not installed here (training does not need it)")
+if sys.argv[1] == "cuda" and not torch.cuda.is_available():
+    sys.exit("gpu_burst: --device cuda but torch sees no GPU")
+EOF
+}
+
+cmd_run() {
+    local out="" minutes=8 device=cuda work=/tmp/edge-burst
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+            --out) out=$2; shift 2 ;;
+            --minutes) minutes=$2; shift 2 ;;
+            --device) device=$2; shift 2 ;;
+            --pack) PACK=$2; shift 2 ;;
+            --work) work=$2; shift 2 ;;
+            *) die "run: unknown option $1" ;;
+        esac
+    done
+    [[ -n $out ]] || die "run: --out DIR is required"
+    [[ -f $PACK/pack.json ]] || die "run: no packed set at $PACK (run 'scripts/gpu_burst.sh pack' first, and carry it)"
+    local started py
+    started=$(date +%s)
+    py=$(python_here)
+    export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+    check_machine "$device" "$py"
+    mkdir -p "$out"
+    rm -rf "$work"
+    mkdir -p "$work"
+    local cores
+    cores=$(nproc)
+    # Synthetic inspection photos, rendered here (they need not travel): 96 frames of 1280x720 on
+    # a GPU machine (2 turbines x 3 blades x 4 surfaces x 4), 2 on a CPU (rendering takes ~1.5 s
+    # a frame there and would eat a small budget).
+    local shape=(--turbines 2 --images-per-surface 4)
+    [[ $device == cpu ]] && shape=(--turbines 1 --blades 1 --surfaces PS,SS --images-per-surface 1)
+    "$py" -m edge.cli synth "$work/synth" "${shape[@]}" --size 1280x720 --workers "$cores" --seed 7 \
+        >"$work/synth.log" 2>&1 ||
+        { echo "gpu_burst: edge synth failed (see $work/synth.log); training without synthetic photos"; rm -rf "$work/synth"; }
+    local synth=()
+    [[ -d $work/synth ]] && synth=(--synth "$work/synth")
+    # The rest of the budget for training, less half a minute for writing the results.
+    local left
+    left=$("$py" -c "print(round(($minutes * 60 - ($(date +%s) - $started) - 30) / 60, 3))")
+    "$py" -c "import sys; sys.exit($left < 0.2)" || die "run: no time left for training after the synthetic photos"
+    echo "gpu_burst: $left minutes for \`edge train all\` on $device"
+    local status=0
+    "$py" -m edge.cli train all --out "$work/train" --minutes "$left" --device "$device" --data "$PACK" \
+        "${synth[@]}" 2>&1 | tee "$work/train-all.log" || status=$?
+    # What comes back: at most 8 files of 16 MiB each, so the candidates travel as parts.
+    cp "$work/train/summary.json" "$out/" 2>/dev/null || echo "gpu_burst: no summary.json written" >&2
+    (cd "$work" && shopt -s nullglob && tar czf "$out/logs.tar.gz" train-all.log synth.log train/summary.json \
+        train/*/*.log train/*/*.jsonl 2>/dev/null) || true
+    if compgen -G "$work/train/*/candidate.pt" >/dev/null; then
+        (cd "$work" && tar cf - train/*/candidate.pt) | split -b 15M -d - "$out/candidates.tar."
+    fi
+    printf 'gpu_burst: done in %d s; results in %s:\n' "$(($(date +%s) - started))" "$out"
+    ls -l "$out"
+    return "$status"
+}
+
+cmd_unpack() {
+    [[ $# -eq 2 ]] || die "unpack: give the run's --out folder and a destination"
+    compgen -G "$1/candidates.tar.*" >/dev/null || die "unpack: no candidates.tar.* in $1"
+    mkdir -p "$2"
+    cat "$1"/candidates.tar.* | tar xf - -C "$2"
+    [[ -f $1/logs.tar.gz ]] && tar xzf "$1/logs.tar.gz" -C "$2"
+    echo "unpacked into $2/train; next: edge train promote $2/train"
+}
+
+case ${1:-} in
+    pack) shift; cmd_pack "$@" ;;
+    run) shift; cmd_run "$@" ;;
+    unpack) shift; cmd_unpack "$@" ;;
+    *) sed -n '2,17p' "$0"; exit 2 ;;
+esac
