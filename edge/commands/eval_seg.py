@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", type=Path, metavar="DATA", help="folder with images/, masks/ and optionally index.csv")
     parser.add_argument("--split", choices=SPLITS, default="heldout",
                         help="heldout: the held-out wta-train scenes (default); all: every frame")
-    parser.add_argument("--weights", type=Path, help="BU-Netv2 weights file (default: the shipped bunetv2)")
+    parser.add_argument("--weights", type=Path, help="segmentation weights file (default: the shipped default segmenter)")
     parser.add_argument("--tau", type=float, default=SegmentSettings.tau_bu,
                         help="threshold tau_BU (default: the one stored with the weights)")
     parser.add_argument("--tau-sweep", metavar="LIST",

@@ -13,7 +13,7 @@ HELP = "seconds per photo of each segmentation step, the photos taken as one sur
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", type=Path, metavar="IMG")
-    parser.add_argument("--weights", type=Path, help="BU-Netv2 weights file (default: the shipped bunetv2)")
+    parser.add_argument("--weights", type=Path, help="segmentation weights file (default: the shipped default segmenter)")
     parser.add_argument("--json", type=Path, help="also write the timings to this JSON file")
 
 

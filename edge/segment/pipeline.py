@@ -30,6 +30,8 @@ from edge.segment.holefill import hole_fill
 from edge.segment.unet import BUNetV2, load_weights, predict_probability
 
 STEPS = ("unet", "fill", "forest", "final")
+# The registry's segmentation model used when no weights file is given.
+DEFAULT_SEGMENTER = "bunetv2"
 
 
 @dataclass(frozen=True)
@@ -158,14 +160,14 @@ def postprocess(images: list[np.ndarray], unet_probs: list[np.ndarray], tau_bu: 
 
 
 def load_segmenter(weights: Path | str | None = None, runtime=None) -> BUNetV2:
-    """The shipped BU-Netv2 (registry name ``bunetv2``), or the weights file given.
+    """The shipped default segmenter (:data:`DEFAULT_SEGMENTER`), or the weights file given.
 
     With ``runtime`` (edge.runtime.RuntimeSettings or the config's runtime section) the U-Net
     runs on the backend it selects (TensorRT, ONNX Runtime or PyTorch).
     """
     if weights is None:
         from edge.registry import load_model  # the registry imports loaders lazily too
-        model = load_model("bunetv2")
+        model = load_model(DEFAULT_SEGMENTER)
     else:
         model = load_weights(Path(weights))
     if runtime is not None:
