@@ -233,3 +233,20 @@ def test_format_names_match_the_coders():
     from edge.codec.lossy.weights import FORMAT as LOSSY
     from edge.train.common import IMPLICIT_FORMAT, LOSSY_FORMAT
     assert (LOSSY_FORMAT, IMPLICIT_FORMAT) == (LOSSY, IMPLICIT)
+
+
+def test_a_run_from_weights_warms_its_learning_rate_up_and_a_resumed_run_goes_on(tmp_path):
+    """Adam's moments start at zero: at the full rate its first step moves every weight by the rate."""
+    data, run = _images(tmp_path / "images"), tmp_path / "run"
+    export_weights(HyperpriorEASN(LossyConfig(**TINY)), tmp_path / "shipped.pt", {"step": 40})
+    options = dict(data_dirs=[data], run_dir=run, minutes=0, crop=64, batch=2, lr=1e-3, threads=1, bf16=False,
+                   config=LossyConfig(**TINY), val_every=100, save_minutes=60, seed=0,
+                   init_from=tmp_path / "shipped.pt", warmup=4)
+    train_lossy(steps=41, **options)
+    first = torch.load(run / "last.pt", weights_only=False)
+    assert first["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3 / 4)
+    train_lossy(steps=43, **options)                 # resumed: the ramp goes on, then the full rate
+    assert torch.load(run / "last.pt", weights_only=False)["optimizer"]["param_groups"][0]["lr"] == \
+        pytest.approx(1e-3 * 3 / 4)
+    train_lossy(steps=45, **options)
+    assert torch.load(run / "last.pt", weights_only=False)["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3)

@@ -101,7 +101,7 @@ def trainer_arguments(kind: str, device: torch.device, data: DataFolders, run_di
                  for name in ("width", "depth", "levels", "latent_channels", "pixel_stages")]
         # Fine-tuning: a short warm-up to a flat low rate (no cosine over an unknown step count).
         return ["--data", str(data.crops), "--ckpt-dir", str(run_dir), "--minutes", f"{minutes:.3f}", *shape,
-                "--batch", "128" if gpu else "8", "--lr", "1e-4", "--lr-min", "1e-4", "--warmup", "50",
+                "--batch", "128" if gpu else "8", "--lr", "1e-4", "--lr-min", "1e-4", "--warmup", "200",
                 "--steps", "1000000000", "--eval-every", "250" if gpu else "1000000000",
                 "--ckpt-every", "250" if gpu else "25", "--val-crops", str(val_crops), *common]
     if kind == "seg":

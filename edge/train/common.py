@@ -24,6 +24,10 @@ def add_run_arguments(parser: argparse.ArgumentParser, run_dir: str, crop: int, 
     # float32 by default: bf16 autocast measured 1.6x slower per step on a 2-core AVX512-BF16 Xeon
     # (no AMX); it may pay off on other hardware.
     parser.add_argument("--bf16", action="store_true", help="train under bf16 autocast")
+    parser.add_argument("--warmup", type=int, default=500,
+                        help="steps of linear learning-rate warm-up of a run started with --init-from: "
+                             "Adam's moments start at zero, and at the full rate its first step moves "
+                             "every weight by the rate (measured: HP+EASN-deep 7.6 dB worse at q4)")
     parser.add_argument("--val-every", type=int, default=200, help="validate every this many steps")
     parser.add_argument("--save-minutes", type=float, default=5.0, help="checkpoint at least this often")
     parser.add_argument("--seed", type=int, default=0)
@@ -55,6 +59,19 @@ def save_checkpoint(path: Path, model, optimizer, state: dict, config, **extra) 
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
                 "config": config.__dict__, **extra}, tmp)
     tmp.replace(path)
+
+
+def start_warmup(state: dict, steps: int) -> None:
+    """Ramp the learning rate up over the next ``steps`` steps (a run started from weights)."""
+    state["warmup_end"], state["warmup_length"] = state["step"] + steps, steps
+
+
+def warmup_factor(state: dict) -> float:
+    """The share of the learning rate at this step of a run's warm-up (1 outside one)."""
+    length = state.get("warmup_length", 0)
+    if not length or state["step"] >= state["warmup_end"]:
+        return 1.0
+    return (state["step"] - (state["warmup_end"] - length) + 1) / length
 
 
 def adopt_validation(state: dict, validation: str) -> None:

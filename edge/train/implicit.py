@@ -44,7 +44,8 @@ from edge.errors import EdgeError, InputError
 from edge.segment.dataset import is_held_out, list_frames, read_mask, read_rgb
 from edge.train.common import (IMPLICIT_FORMAT, add_device_arguments, add_run_arguments, adopt_validation,
                                autocast, batch_on_device, batches, checkpoint_to_export, exclusive_run,
-                               loader_workers, on_device, read_shipped, resolve_device, save_checkpoint)
+                               loader_workers, on_device, read_shipped, resolve_device, save_checkpoint,
+                               start_warmup, warmup_factor)
 from edge.train.data import colour_jitter, recoloured
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
                    scale=args.scale, synthetic=args.synthetic, bg_weight=args.bg_weight,
                    val_every=args.val_every, save_minutes=args.save_minutes, seed=args.seed,
                    colour=not args.no_colour_jitter, init_from=args.init_from, device=args.device,
-                   workers=args.workers)
+                   workers=args.workers, warmup=args.warmup)
     return 0
 
 
@@ -330,7 +331,8 @@ def initialise_from_weights(model: ImplicitROI, path: Path) -> int:
 def train_implicit(data_dir: Path, run_dir: Path, config: ImplicitConfig, steps: int, minutes: float, crop: int,
                    batch: int, lr: float, threads: int, bf16: bool, scale: float, synthetic: int,
                    bg_weight: float, val_every: int, save_minutes: float, seed: int, colour: bool = True,
-                   init_from: Path | None = None, device: str = "cpu", workers: int = -1) -> Path:
+                   init_from: Path | None = None, device: str = "cpu", workers: int = -1,
+                   warmup: int = 500) -> Path:
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     device = resolve_device(device)
@@ -362,7 +364,9 @@ def train_implicit(data_dir: Path, run_dir: Path, config: ImplicitConfig, steps:
             log.info("resumed from %s at step %d", last, state["step"])
         elif init_from is not None:
             state["step"] = initialise_from_weights(model, init_from)
-            log.info("started from the weights %s (step %d of their run)", init_from, state["step"])
+            start_warmup(state, warmup)
+            log.info("started from the weights %s (step %d of their run), learning rate warmed up over %d steps",
+                     init_from, state["step"], warmup)
         adopt_validation(state, VALIDATION)
         for group in optimizer.param_groups:
             group["lr"] = state["lr"]
@@ -395,6 +399,8 @@ def train_implicit(data_dir: Path, run_dir: Path, config: ImplicitConfig, steps:
                     group["lr"] = state["lr"]
                 running = None
                 continue
+            for group in optimizer.param_groups:
+                group["lr"] = state["lr"] * warmup_factor(state)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

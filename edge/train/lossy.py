@@ -31,7 +31,8 @@ from edge.codec.lossy.model import LAMBDAS, LIKELIHOOD_MIN, HyperpriorEASN, Loss
 from edge.errors import EdgeError, InputError
 from edge.train.common import (LOSSY_FORMAT, add_device_arguments, add_run_arguments, adopt_validation,
                                autocast, batch_on_device, batches, checkpoint_to_export, exclusive_run,
-                               loader_workers, on_device, read_shipped, resolve_device, save_checkpoint)
+                               loader_workers, on_device, read_shipped, resolve_device, save_checkpoint,
+                               start_warmup, warmup_factor)
 from edge.train.data import colour_jitter, list_images, random_crop, read_rgb, recoloured, split_paths
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         crop=args.crop, batch=args.batch, lr=args.lr, threads=args.threads, bf16=args.bf16,
         config=LossyConfig(n=args.n, m=args.m), val_every=args.val_every,
         save_minutes=args.save_minutes, seed=args.seed, init_from=args.init_from,
-        colour=not args.no_colour_jitter, device=args.device, workers=args.workers,
+        colour=not args.no_colour_jitter, device=args.device, workers=args.workers, warmup=args.warmup,
     )
     return 0
 
@@ -172,7 +173,7 @@ def validation_score(metrics: dict, colour_metrics: dict) -> float:
 def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int, batch: int, lr: float,
                 threads: int, bf16: bool, config: LossyConfig, val_every: int, save_minutes: float,
                 seed: int, init_from: Path | None = None, colour: bool = True, device: str = "cpu",
-                workers: int = -1) -> Path:
+                workers: int = -1, warmup: int = 500) -> Path:
     torch.set_num_threads(threads)
     device = resolve_device(device)
     bf16 = bf16 or device.type == "cuda"     # a GPU always trains under bf16 autocast
@@ -197,7 +198,9 @@ def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int,
             log.info("resumed from %s at step %d%s", last, state["step"], f" with {added} new levels" if added else "")
         elif init_from is not None:
             state["step"] = initialise_from_weights(model, init_from)
-            log.info("started from the weights %s (step %d of their run)", init_from, state["step"])
+            start_warmup(state, warmup)
+            log.info("started from the weights %s (step %d of their run), learning rate warmed up over %d steps",
+                     init_from, state["step"], warmup)
         if not last.exists():   # a new average starts at the model (load_checkpoint restores or restarts it)
             average.load_state_dict(model.state_dict())
             state["averaged_steps"] = 0
@@ -231,6 +234,8 @@ def train_lossy(data_dirs, run_dir: Path, steps: int, minutes: float, crop: int,
                     group["lr"] = state["lr"]
                 running[:] = float("nan")
                 continue
+            for group in optimizer.param_groups:
+                group["lr"] = state["lr"] * warmup_factor(state)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
