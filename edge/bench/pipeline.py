@@ -40,7 +40,7 @@ import numpy as np
 
 from edge.bench import baselines
 from edge.bench.classical import SWEEPS, bd_rate, rd_points
-from edge.bench.lossless import centre_crop
+from edge.bench.lossless import centre_crop, classical_codecs
 from edge.bench.lossy import our_points
 from edge.bench.masks import load_mask
 from edge.bench.memory import PeakMemory
@@ -423,18 +423,26 @@ def measure_classical(context: _ImageContext, modes: dict) -> dict:
     """Lossless codecs on the blade patches, and the two-layer classical ROI matched to our modes."""
     image, mask, cells = context.image, context.mask, context.cells
     mask_bytes = len(encode_mask(blade_cells(mask, context.grid)))
-    out = {"lossless_blade": baselines.lossless_blade(image, cells)}
+    out = {}
+    if "lossless-roi" in modes:
+        out["lossless_blade"] = baselines.lossless_blade(image, cells)
+    if "lossless-auto" in modes:   # the reference a lossless blade must not exceed: JPEG XL on the same cells
+        out["lossless_blade_cells16"] = baselines.lossless_blade(
+            image, cells_to_mask(*_cells16(mask)), {"jpegxl": classical_codecs()["jpegxl"]})
     for ours, blade, name in (("lossy-roi", "lossy", "roi_lossy"), ("lossless-roi", "lossless", "roi_lossless"),
                               ("auto", "lossy", "roi_anchor")):
         measured = modes.get(ours, {})
         target = measured.get("quality", {}).get("background", {}).get("psnr")
         if target is None:
             continue
-        # auto's bundles sit on 16-pixel cells: the anchor's layers use the same cells.
-        anchor_cells = cells if ours != "auto" else cells_to_mask(*_cells16(mask))
+        # auto's bundles sit on 16-pixel cells: the anchor's layers and mask code use the same cells.
+        anchor_cells, anchor_mask_bytes = cells, mask_bytes
+        if ours == "auto":
+            cells16, grid16 = _cells16(mask)
+            anchor_cells, anchor_mask_bytes = cells_to_mask(cells16, grid16), len(encode_mask(cells16))
         out[name] = baselines.two_layer_roi(
-            image, mask, anchor_cells, mask_bytes, target, context.options.roi_codec, blade,
-            context.options.blade_psnr, out["lossless_blade"] if ours != "auto" else None)
+            image, mask, anchor_cells, anchor_mask_bytes, target, context.options.roi_codec, blade,
+            context.options.blade_psnr, out.get("lossless_blade") if ours != "auto" else None)
         out[name]["matches"] = ours
     return out
 

@@ -154,6 +154,13 @@ def _summarize_classical(rows: list[dict]) -> dict:
             per_codec["ours_to"] = {codec: per_codec["bitswap (ours)"] / value for codec, value in per_codec.items()
                                     if codec in LOSSLESS_CODECS}
         out["lossless_blade_bits_per_pixel"] = per_codec
+    reference = [(r, _get(r, "modes", "lossless-auto", "bits", "blade"),
+                  _get(r, "classical", "lossless_blade_cells16", "codecs", "jpegxl", "bytes")) for r in rows]
+    reference = [(r, ours, 8 * jxl) for r, ours, jxl in reference if ours is not None and jxl]
+    if reference:   # lossless-auto's blade against JPEG XL lossless (effort 7) on the same 16-pixel cells
+        out["lossless_auto_to_jpegxl"] = {"images": len(reference),
+                                          "ratio": stats(ours / jxl for _, ours, jxl in reference),
+                                          "never_larger": all(ours <= jxl for _, ours, jxl in reference)}
     for name in ("roi_lossy", "roi_lossless", "roi_anchor"):
         baseline = [(r, r["classical"][name]) for r in rows if _get(r, "classical", name)]
         if not baseline:
@@ -327,6 +334,11 @@ def render(result: dict, flight: Flight | None = None) -> str:
                c["reached"]] for name, c in summary["classical"].items() if name.startswith("roi_")]
     if versus:
         parts.append(table(["our bundle / classical bytes", "min", "median", "max", "targets reached"], versus))
+
+    versus_jxl = summary["classical"].get("lossless_auto_to_jpegxl")
+    if versus_jxl:
+        parts.append(table(["lossless-auto blade / JPEG XL lossless", "min", "median", "max", "never larger"],
+                           [["same 16-pixel cells", *_mmm(versus_jxl["ratio"]), versus_jxl["never_larger"]]]))
 
     blade = summary["classical"].get("lossless_blade_bits_per_pixel")
     if blade:

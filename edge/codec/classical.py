@@ -1,15 +1,17 @@
 """Classical region coders: AVIF (lossy), JPEG XL (lossy and lossless), through imagecodecs.
 
 A region is coded as one picture: the bounding box of the region's pixels, with every pixel
-outside the region replaced by a smooth fill (:func:`smooth_fill`), so the codec spends next to
-no bits on pixels nobody will look at (for the background, the blade cells; for the blade,
-the grass around it). The stream is the codec's file; ``params["box"]`` says where the picture
-lies in the photo.
+outside the region replaced by a fill, so the codec spends next to no bits on pixels nobody
+will look at (for the background, the blade cells; for the blade, the grass around it). The
+stream is the codec's file; ``params["box"]`` says where the picture lies in the photo.
 
-Why a smooth fill and not the region's mean colour: both cost the same on the DTU close-ups
-(AVIF of DJI_0057's background, flattened or filled: 0.201 bpp either way at 27.0 dB), but a
-flat patch leaves a hard edge where a blade is thin and the fill does not; the fill is
-computed at 1/16 of the resolution, so it costs about 0.1 s on a 15.7 MP photo.
+The fill: lossy coders get a smooth continuation of the region (:func:`smooth_fill`), lossless
+ones black. Measured on DJI_0057 (15.7 MP, drawn mask): AVIF of the background costs the same
+flattened or smoothly filled (0.201 bpp at 27.0 dB either way), but a flat patch leaves a hard
+edge where a blade is thin and the smooth fill does not; it is computed at 1/16 of the
+resolution (about 0.1 s). For JPEG XL lossless the blade's bounding box is nearly the whole
+photo, and a smooth fill is a gradient it must code exactly: 1.59 MB against 0.54 MB with
+black (effort 3).
 
 The decoders are libavif/dav1d and libjxl: integer pipelines whose output does not depend on
 the thread count (tests/test_classical.py checks 1 and 2 threads).
@@ -103,7 +105,11 @@ class ClassicalCoder:
             return CodedRegion(self.name, "", "", 1, 0, (), {"box": [0, 0, 0, 0]})
         top, left, height, width = region_box(region.mask)
         box = (slice(top, top + height), slice(left, left + width))
-        picture = np.ascontiguousarray(smooth_fill(region.image[box], ~region.mask[box]))
+        inside = region.mask[box]
+        if self.lossless:
+            picture = np.ascontiguousarray(np.where(inside[..., None], region.image[box], 0).astype(np.uint8))
+        else:
+            picture = np.ascontiguousarray(smooth_fill(region.image[box], ~inside))
         try:
             stream = self._encode(picture, level)
         except Exception as error:   # imagecodecs raises its own types for a codec failure
@@ -116,8 +122,8 @@ class ClassicalCoder:
     def _encode(self, picture: np.ndarray, level: int | None) -> bytes:
         if self.codec == "avif":
             return imagecodecs.avif_encode(picture, level=level, speed=8, numthreads=self.threads)
-        if self.lossless:
-            return imagecodecs.jpegxl_encode(picture, lossless=True, effort=3, numthreads=self.threads)
+        if self.lossless:   # effort 7, libjxl's default: a lossless blade is asked for when bytes matter most
+            return imagecodecs.jpegxl_encode(picture, lossless=True, effort=7, numthreads=self.threads)
         return imagecodecs.jpegxl_encode(picture, level=level, effort=3, numthreads=self.threads)
 
     def decode(self, coded: CodedRegion, mask: np.ndarray) -> np.ndarray:
