@@ -169,3 +169,27 @@ def test_a_packed_set_keeps_names_masks_and_the_patch_grid(tmp_path):
     # The first crop of a frame with a blade holds its outline: blade and background both.
     mask = cv2.imread(str(folders.crops / "masks" / "envA_01-0.png"), cv2.IMREAD_GRAYSCALE)
     assert 0 < (mask > 0).mean() < 1
+
+
+def test_promote_ships_a_better_segmentation_network_with_the_shipped_thresholds(tmp_path):
+    from edge.segment.unet import load_weights
+
+    data, weights = wta_folder(tmp_path / "data"), tiny_weights(tmp_path / "weights")
+    torch.manual_seed(3)
+    good = BUNetV2(UNetConfig(base_width=4, input_long_side=128, threshold=0.4, min_confidence=0.2))
+    bad = BUNetV2(good.config)
+    with torch.no_grad():           # the last layer's bias makes every pixel blade (good) or background (bad)
+        good.head.bias.fill_(50.0)
+        bad.head.bias.fill_(-50.0)
+    save_weights(bad, weights / "bunetv2.pt")
+    run = tmp_path / "out" / "seg"
+    run.mkdir(parents=True)
+    torch.save({"model": good.state_dict(), "step": 12, "best": {},
+                "config": {"base_width": 4, "long_side": 128, "arch": "bunetv2"}}, run / "last.pt")
+    write_candidate("seg", run / "last.pt", run / "candidate.pt", {"device": "cpu", "steps_trained": 12})
+    decisions = promote(tmp_path / "out", data, weights, ["seg"], "cpu")
+    assert decisions[0]["shipped"], decisions[0]["message"]
+    assert decisions[0]["shipped_score"] == 0 and decisions[0]["score"] < -0.3     # minus F1
+    shipped = load_weights(weights / "bunetv2.pt")
+    assert (shipped.config.threshold, shipped.config.min_confidence) == (0.4, 0.2)
+    assert "Retrained with `edge train all`" in (weights / "bunetv2.md").read_text()

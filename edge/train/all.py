@@ -108,8 +108,10 @@ def trainer_arguments(kind: str, device: torch.device, data: DataFolders, run_di
         dirs = [data.frames] + ([data.synth] if data.synth else [])
         # No --minutes in the segmentation trainer: it is interrupted at the end of its time and its
         # last checkpoint (every --ckpt-every steps) stands.
-        return [*(arg for d in dirs for arg in ("--data", str(d))), "--ckpt-dir", str(run_dir),
-                "--base-width", str(config["base_width"]), "--long-side", str(config["input_long_side"]),
+        shape = ["--arch", config["arch"], "--long-side", str(config["input_long_side"])]
+        if "base_width" in config:
+            shape += ["--base-width", str(config["base_width"])]
+        return [*(arg for d in dirs for arg in ("--data", str(d))), "--ckpt-dir", str(run_dir), *shape,
                 "--batch", "16" if gpu else "2", "--crop", "256" if gpu else "128", "--lr", "2e-4",
                 "--steps", "1000000000", "--eval-every", "250" if gpu else "1000000000",
                 "--ckpt-every", "50" if gpu else "1", *common]

@@ -93,26 +93,24 @@ def load_model(kind: str, path: Path) -> tuple[torch.nn.Module, int, dict]:
         config, state, step = loaded["model_config"], loaded["model"], loaded.get("step", 0)
         model = BitswapVAE(BitswapConfig(**config))
     elif kind == "seg":
-        model, step, config = _seg_model(payload, shipped)
-        state = payload["state_dict"] if shipped else payload["model"]
+        if shipped:         # the registry's loader knows every segmentation network's file
+            from edge.segment.unet import load_weights
+            config = {**payload["config"], "arch": payload.get("arch", "bunetv2")}
+            return load_weights(path).eval(), int(payload.get("step", 0)), config
+        model, step, config = _seg_model(payload)
+        state = payload["model"]
     else:
         raise InputError(f"unknown model kind {kind!r} (known: {', '.join(KINDS)})", str(path))
     model.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state.items()})
     return model.eval(), int(step or 0), dict(config)
 
 
-def _seg_model(payload: dict, shipped: bool):
-    from edge.segment.unet import BUNetV2, UNetConfig
-    if shipped:
-        config = payload["config"]
-        return BUNetV2(UNetConfig(**config)), int(payload.get("step", 0)), config
-    config = payload["config"]          # the segmentation trainer's config
+def _seg_model(payload: dict):
+    """(network, step, config) of a segmentation training checkpoint."""
     from edge.train import seg
-    if hasattr(seg, "build_model"):     # a trainer that knows several networks builds its own
-        fields = {k: v for k, v in config.items() if k in seg.SegTrainConfig.__dataclass_fields__}
-        return seg.build_model(seg.SegTrainConfig(**fields)), int(payload.get("step", 0)), config
-    return (BUNetV2(UNetConfig(base_width=config["base_width"], input_long_side=config["long_side"])),
-            int(payload.get("step", 0)), config)
+    config = payload["config"]          # the segmentation trainer's config
+    fields = {k: v for k, v in config.items() if k in seg.SegTrainConfig.__dataclass_fields__}
+    return seg.build_model(seg.SegTrainConfig(**fields)), int(payload.get("step", 0)), config
 
 
 def score(kind: str, model: torch.nn.Module, data: DataFolders, device: torch.device,

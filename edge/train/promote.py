@@ -102,8 +102,8 @@ def export(kind: str, candidate: Path, shipped: Path) -> str:
         export_weights(candidate, tmp, latent_bins)
     else:
         from edge.train.seg import export_weights
-        threshold = torch.load(shipped, map_location="cpu", weights_only=True)["config"].get("threshold", 0.5)
-        export_weights(candidate, tmp, threshold)
+        config = torch.load(shipped, map_location="cpu", weights_only=True)["config"]
+        export_weights(candidate, tmp, config.get("threshold", 0.5), config.get("min_confidence", 0.0))
     tmp.replace(shipped)
     return hashlib.sha256(shipped.read_bytes()).hexdigest()
 
