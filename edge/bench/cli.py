@@ -147,7 +147,9 @@ def load_models(args, modes: tuple[str, ...], pool):
             print(f"edge-bench: segmentation not timed: {error}", file=sys.stderr)
     if segmenter is not None:
         weights["segmenter"] = _sha256(args.seg_weights) if args.seg_weights else "registry:bunetv2"
-    models = BenchModels(Coders(lossy=lossy, lossless=parallel), bitswap_sequential=sequential,
+    # --threads also sets the classical codecs' threads (their output must not depend on it).
+    models = BenchModels(Coders(lossy=lossy, lossless=parallel, threads=args.threads or 2),
+                         bitswap_sequential=sequential,
                          segmenter=segmenter, masks_dir=args.masks, draw_masks=args.draw_masks,
                          worker_pids=[p.pid for p in pool.processes] if pool is not None else [])
     return models, weights

@@ -83,3 +83,13 @@ def code_photo(path: Path, mask: np.ndarray | None, coder: Coder, settings: Any,
         data = encode_bundle(bundle)
         sent_source = True
     return CodedPhoto(bundle.bundle_id, data, report, sent_source)
+
+
+def coders_used(report: dict) -> str:
+    """The coder of each region, for the log: "background avif level 12, blade jpeg-exact"."""
+    report = report.get("coded_report", report)     # a replaced bundle: what was tried
+    parts = []
+    for region, choice in report.get("choices", {}).items():
+        level = choice.get("level")
+        parts.append(f"{region} {choice.get('coder')}" + (f" level {level}" if level is not None else ""))
+    return ", ".join(parts)

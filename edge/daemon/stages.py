@@ -22,7 +22,7 @@ from edge.codec.imageio import decode_image_bytes
 from edge.codec.metadata import source_metadata_from_bytes
 from edge.codec.sourcefile import CODER as SOURCE_FILE
 from edge.config import EdgeConfig
-from edge.daemon.coding import Coder, CodedPhoto, code_photo
+from edge.daemon.coding import Coder, CodedPhoto, code_photo, coders_used
 from edge.daemon.diskspace import DiskWaitStopped
 from edge.daemon.grouping import GroupMember, SurfaceGrouper, capture_time_from_exif
 from edge.daemon.journal import UNFINISHED, Journal
@@ -340,8 +340,9 @@ class Coding(Stage):
         if not self.journal.set_state(photo_id, "coded", expect=UNFINISHED):
             return
         self.coded += 1
+        used = coders_used(coded.report)
         log.info("%s: coded as bundle %s (%d bytes%s) in %.2f s", source.name, coded.bundle_id, len(coded.data),
-                 ", source file" if coded.sent_source else "", time.perf_counter() - started)
+                 ", source file" if coded.sent_source else f"; {used}" if used else "", time.perf_counter() - started)
         put(self.to_spool, (photo_id, coded), self.stop_event)
 
     def _blade_missed(self, source: Path, mask) -> bool:
