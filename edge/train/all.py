@@ -226,9 +226,10 @@ def train_all(out: Path, minutes: float, device: str, data: Path, kinds: list[st
         if not keep_checkpoints:
             for path in _checkpoints(kind, out / kind):
                 path.unlink()
-    summary["wall_minutes"] = round((time.monotonic() - began) / 60, 2)
-    summary["training_minutes"] = round(trained_seconds / 60, 2)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        # Written after each model, so that a run cut short keeps what was judged.
+        summary["wall_minutes"] = round((time.monotonic() - began) / 60, 2)
+        summary["training_minutes"] = round(trained_seconds / 60, 2)
+        (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
 
