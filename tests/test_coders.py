@@ -222,6 +222,7 @@ def test_every_truncation_and_bit_flip_of_a_classical_bundle_is_refused(coders, 
     ({"bg_quality": 3}, "name the background coder"),
     ({"bg_psnr": None}, "the background needs a target"),
     ({"blade": "lossy"}, "a lossy blade needs a target"),
+    ({"blade": "avif"}, "a lossy blade needs a target"),
 ])
 def test_settings_say_what_is_wrong(settings, message):
     with pytest.raises(InputError, match=message):

@@ -152,3 +152,15 @@ def test_sub_patches_split_and_join():
     patches = np.random.default_rng(0).integers(0, 255, (3, 3, 256, 256), dtype=np.uint8)
     np.testing.assert_array_equal(join_patches(split_patches(patches, 64), 256), patches)
     np.testing.assert_array_equal(split_patches(patches, 64)[1], patches[0, :, :64, 64:128])
+
+
+def test_roi_eml_at_a_background_psnr_target_finds_its_level(coders):
+    image, mask = render_frame((520, 260), seed=8)
+    mask[:, 256:] = False     # background patches to calibrate on
+    settings = CodingSettings(mode="roi", background="hp-easn", blade="bitswap")   # bg_psnr, no level
+    result, decoded = round_trip(image, mask, settings, coders)
+    where = blade_pixels(image, mask)
+    np.testing.assert_array_equal(decoded.image[where], image[where])
+    level = result.report["choices"]["background"]["level"]
+    assert result.bundle.region("background").coded.count > 0
+    assert result.bundle.region("background").coded.params["quality"] == level

@@ -154,6 +154,8 @@ def _calibrate(coders, name: str, region: Region, mosaic: Region | None, target:
     started = time.perf_counter()
     try:
         coder = coders.region(name)
+        if region.pixels == 0:     # nothing to code: the lowest level costs nothing
+            return Candidate(name, coder.levels[0] if coder.levels else None, 0)
         if getattr(coder, "learned", False):
             seconds = _projected_seconds(coders, coder, region)
             if seconds > budget_s:

@@ -66,7 +66,8 @@ class CodingSettings:
                              f"(one of {', '.join(BACKGROUND_CODERS[1:])}) or give bg_psnr instead")
         if self.bg_quality is None and self.bg_psnr is None:
             raise InputError("the background needs a target: bg_psnr (dB) or bg_quality (a level)")
-        if self.blade == "lossy" and self.blade_psnr is None and self.blade_quality is None:
+        lossy_blade = self.blade == "lossy" or self.blade in region_coders("lossy")
+        if lossy_blade and self.blade_psnr is None and self.blade_quality is None:
             raise InputError("a lossy blade needs a target: blade_psnr (dB) or blade_quality (a level)")
         if self.time_budget_s <= 0:
             raise InputError(f"time_budget_s must be positive, not {self.time_budget_s}")

@@ -26,12 +26,12 @@ from dataclasses import replace
 import numpy as np
 
 from edge.codec import jpegexact, roi
-from edge.codec.choose import Choice, Target, code_at_level, code_to_target
+from edge.codec.choose import Choice, Target, code_at_level, code_to_target, estimate_candidates
 from edge.codec.coders import CODERS, region_coders
 from edge.codec.container import Bundle, BundleRegion, pixels_sha256
 from edge.codec.contract import Region
 from edge.codec.patches import PatchGrid, blade_cells, cells_to_mask
-from edge.errors import CodingError
+from edge.errors import CodingError, InputError
 
 CELL = jpegexact.CELL       # the mask grid of these bundles: jpeg-exact's cells fit every coder
 BLADE_LOSSLESS_ANCHOR = "jxl-lossless"
@@ -109,9 +109,11 @@ def _bits_back_roi(image, mask, settings, coders, times):
     level = settings.bg_quality
     if level is None:   # the level meeting the background target, found on the calibration tiles
         grid = PatchGrid(image.shape[0], image.shape[1], coders.lossy.patch_size)
-        background = ~cells_to_mask(blade_cells(mask, grid), grid)
-        level = code_to_target(coders, ("hp-easn",), Region(image, background), Target(settings.bg_psnr),
-                               float("inf")).level
+        background = Region(image, ~cells_to_mask(blade_cells(mask, grid), grid))
+        estimate, = estimate_candidates(coders, ("hp-easn",), background, Target(settings.bg_psnr))
+        if estimate.level is None:
+            raise InputError(f"hp-easn cannot code this background: {estimate.left_out}")
+        level = estimate.level
     regions, grid, cells = roi.compress_regions(image, mask, replace(settings, bg_quality=level, blade="lossless"),
                                                 coders, times)
     return regions, grid, cells, {"background": {"coder": "hp-easn", "level": level},
