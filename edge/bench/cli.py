@@ -53,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bg-psnr", type=float, default=25.0, help="the auto modes' background PSNR target in dB")
     p.add_argument("--time-budget", type=float, default=10.0,
                    help="auto modes: seconds a learned coder may take on a region to be tried")
-    p.add_argument("--learned-estimates", action="store_true",
-                   help="auto mode: also estimate what HP+EASN-deep and Bit-swap would cost (calibration tiles)")
+    p.add_argument("--learned-estimates", type=int, default=0, metavar="N",
+                   help="auto mode, first N photos: also estimate what HP+EASN-deep and Bit-swap would cost "
+                        "(calibration tiles, about a minute a photo)")
     p.add_argument("--blade-quality", default="auto",
                    help="quality level of a lossy blade, or 'auto': the lowest reaching --blade-psnr")
     p.add_argument("--blade-psnr", type=float, default=40.0, help="blade PSNR target in dB (auto, classical ROI)")

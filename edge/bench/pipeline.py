@@ -79,7 +79,7 @@ class BenchOptions:
     bg_quality: int = 0                # the learned modes' background level
     bg_psnr: float = CodingSettings.bg_psnr          # the auto modes' background target (dB)
     time_budget: float = CodingSettings.time_budget_s
-    learned_estimates: bool = False    # auto: also what HP+EASN-deep and Bit-swap would cost (tiles)
+    learned_estimates: int = 0         # auto, first N photos: what HP+EASN-deep and Bit-swap would cost (tiles)
     blade_quality: int | None = None   # None: lowest level whose blade PSNR reaches blade_psnr
     blade_psnr: float = 40.0
     sequential: int = 1                # photos whose blade is also coded by Bit-swap's sequential mode
@@ -99,7 +99,8 @@ class BenchOptions:
 
     def key(self, weights: dict) -> str:
         """Identifies the settings a row was measured with (resuming mixes no settings)."""
-        text = repr(sorted({**asdict(self), "sequential": None, "weights": weights}.items()))
+        text = repr(sorted({**asdict(self), "sequential": None, "learned_estimates": None,
+                            "weights": weights}.items()))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -267,7 +268,8 @@ def measure_image(path: Path, options: BenchOptions, models: BenchModels, index:
     for mode in options.modes:
         try:
             row["modes"][mode] = measure_mode(mode, context, models, blade_quality, clock,
-                                              sequential=index < options.sequential)
+                                              sequential=index < options.sequential,
+                                              estimates=index < options.learned_estimates)
         except EdgeError as error:   # one failing mode must not hide the others' numbers
             row["modes"][mode] = {"error": f"{type(error).__name__}: {error}"}
 
@@ -299,7 +301,7 @@ class _ImageContext:
 
 
 def measure_mode(mode: str, context: _ImageContext, models: BenchModels, blade_quality, clock: _Clock,
-                 sequential: bool) -> dict:
+                 sequential: bool, estimates: bool = False) -> dict:
     settings = settings_for(mode, context.options, blade_quality)
     coders = models.coders
     memory = PeakMemory(models.worker_pids)
@@ -342,7 +344,7 @@ def measure_mode(mode: str, context: _ImageContext, models: BenchModels, blade_q
                                                ~coded_cells if mode in AUTO_MODES else ~context.cells)}
     if "choices" in result.report:
         out["choices"] = result.report["choices"]
-    if mode == "auto" and context.options.learned_estimates:
+    if mode == "auto" and estimates:
         clock.progress(f"{mode}: learned estimates")
         out["learned_estimates"] = learned_estimates(image, coded_cells, coders, context.options.bg_psnr)
     out["bits"] = {**_region_bits(mode, result.report["regions"], context, coders, settings),
