@@ -132,6 +132,7 @@ def test_tables_render_from_json_only(bench):
     code, text = run_cli(["--from-json", str(path), "--link-mbps", "4", "--plots", str(bench["root"] / "again")])
     assert code == 0
     assert "p0.jpg" in text and "p1.jpg" in text and "over 4 Mbit/s" in text and "Stages" in text
+    assert "background: hp-easn" in text and "blade: bitswap" in text and "auto vs classical ROI" in text
     assert (bench["root"] / "again" / "stages.png").exists()
     result = json.loads(path.read_text())
     assert render(result) == render(load_result(path))

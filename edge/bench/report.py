@@ -85,7 +85,8 @@ def summarize(result: dict, flight: Flight | None = None) -> dict:
                "modes": {mode: _summarize_mode(rows, mode) for mode in _modes(rows)},
                "classical": _summarize_classical(rows),
                "rd": _summarize_rd(rows),
-               "segmentation_f1": stats(_get(r, "segmentation_agreement", "f1") for r in rows)}
+               "segmentation_f1": stats(_get(r, "segmentation_agreement", "f1") for r in rows),
+               "learned": _summarize_learned(rows)}
     summary["uplink"] = uplink_table(_full_size_bytes(rows, summary), flight)
     summary["uplink"]["photos_per_minute_needed"] = flight.photos_per_minute
     return summary
@@ -126,6 +127,24 @@ def _summarize_mode(rows: list[dict], mode: str) -> dict:
     exact = [m["blade_exact"] for _, m in ok if "blade_exact" in m]
     if exact:
         out["blade_exact"] = all(exact)
+    return out
+
+
+def _summarize_learned(rows: list[dict]) -> dict:
+    """auto's calibration of the learned coders (--learned-estimates): each one's estimated bytes
+    over the classical coder's on the same tiles, per region."""
+    out: dict = {}
+    for region in ("background", "blade"):
+        per_coder: dict[str, list] = {}
+        for row in rows:
+            candidates = _get(row, "modes", "auto", "learned_estimates", region, "candidates") or []
+            sizes = {c["coder"]: c.get("estimated_bytes") for c in candidates}
+            classical = [size for name, size in sizes.items() if name in ("avif", "jxl-lossless") and size]
+            for name, size in sizes.items():
+                if name not in ("avif", "jxl-lossless") and size and classical:
+                    per_coder.setdefault(name, []).append(size / classical[0])
+        for name, ratios in per_coder.items():
+            out[f"{region}: {name}"] = {"images": len(ratios), "to_classical": stats(ratios)}
     return out
 
 
@@ -339,6 +358,13 @@ def render(result: dict, flight: Flight | None = None) -> str:
     if versus_jxl:
         parts.append(table(["lossless-auto blade / JPEG XL lossless", "min", "median", "max", "never larger"],
                            [["same 16-pixel cells", *_mmm(versus_jxl["ratio"]), versus_jxl["never_larger"]]]))
+
+    learned = summary.get("learned")
+    if learned:
+        parts.append(table(["learned coder / classical, estimated bytes", "photos", "min", "median", "max"],
+                           [[name, v["images"], *_mmm(v["to_classical"])] for name, v in learned.items()],
+                           "\nLearned coders at the same target, on auto's calibration tiles "
+                           "(background: against AVIF; blade: against JPEG XL lossless)"))
 
     blade = summary["classical"].get("lossless_blade_bits_per_pixel")
     if blade:
