@@ -190,10 +190,13 @@ def test_trainer_starts_from_imagenet_keeps_frozen_blocks_and_restarts_from_expo
 
     weights = tmp_path / "lite.pt"
     assert main(["train", "seg", "--ckpt-dir", str(run), "--export", str(weights), "--export-from", "last",
-                 "--tau", "0.45", "--min-confidence", "0.7"]) == 0
+                 "--tau", "0.45", "--min-confidence", "0.7", "--no-forest"]) == 0
     shipped = load_any_weights(weights)
     assert isinstance(shipped, effnet.LiteUNet)
-    assert (shipped.config.threshold, shipped.config.min_confidence) == (0.45, 0.7)
+    assert (shipped.config.threshold, shipped.config.min_confidence, shipped.config.use_forest) == (0.45, 0.7, False)
+    from edge.segment.pipeline import SegmentSettings, with_model_defaults
+    assert with_model_defaults(SegmentSettings(), shipped).use_forest is False
+    assert with_model_defaults(SegmentSettings(use_forest=True), shipped).use_forest is True
     # --init-from a weights file (fp16, as shipped): a new run starts from those weights.
     again = tmp_path / "again"
     assert main(["train", "seg", "--data", str(data), "--ckpt-dir", str(again), "--steps", "1",

@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, help="segmentation weights file (default: the shipped default segmenter)")
     parser.add_argument("--tau", type=float, default=SegmentSettings.tau_bu,
                         help="threshold tau_BU (default: the one stored with the weights)")
+    parser.add_argument("--forest", choices=("on", "off"),
+                        help="run the per-surface forest vote or not (default: as stored with the weights)")
     parser.add_argument("--tau-sweep", metavar="LIST",
                         help="instead: mean F1 of every step for each of these comma-separated tau_BU values "
                              "(choose tau_BU on training scenes: --split train)")
@@ -33,14 +35,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     model = load_segmenter(args.weights)
+    forest = None if args.forest is None else args.forest == "on"
     if args.tau_sweep:
         taus = [float(t) for t in args.tau_sweep.split(",")]
-        sweep = tau_sweep(args.data, model, taus, SegmentSettings(), args.split)
+        sweep = tau_sweep(args.data, model, taus, SegmentSettings(use_forest=forest), args.split)
         if args.json:
             args.json.write_text(json.dumps(sweep, indent=1))
         print(format_tau_sweep(sweep))
         return 0
-    evaluation = evaluate_segmentation(args.data, model, SegmentSettings(tau_bu=args.tau), args.split)
+    evaluation = evaluate_segmentation(args.data, model, SegmentSettings(tau_bu=args.tau, use_forest=forest), args.split)
     write_evaluation(evaluation, args.json, args.plot)
     print(format_table(evaluation))
     if args.guard_report:

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = SegmentSettings(tau_bu=args.tau, use_forest=not args.no_forest)
+    settings = SegmentSettings(tau_bu=args.tau, use_forest=False if args.no_forest else None)
     written = segment_files(args.images, args.out, args.weights, settings)
     print(f"wrote {len(written)} masks to {args.out}")
     return 0

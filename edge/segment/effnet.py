@@ -54,6 +54,7 @@ class LiteUNetConfig:
     input_long_side: int = 512
     threshold: float = 0.5
     min_confidence: float = 0.0      # edge.segment.confidence: below it a photo is unsure (0: never)
+    use_forest: bool = True          # the pipeline's per-surface forest vote (off where it lowers F1)
 
 
 def _same_pad(kernel: int, stride: int) -> nn.Module:

@@ -15,7 +15,8 @@ import numpy as np
 from edge.errors import InputError
 from edge.segment.dataset import group_by_surface, is_held_out, list_frames, read_mask, read_rgb
 from edge.segment.metrics import METRIC_NAMES, acceptance_curve, frame_scores, summarise
-from edge.segment.pipeline import STEPS, SegmentSettings, postprocess, segment_surface, unet_probabilities
+from edge.segment.pipeline import (STEPS, SegmentSettings, postprocess, segment_surface, unet_probabilities,
+                                   with_model_defaults)
 from edge.segment.unet import BUNetV2
 
 STEP_LABELS = {"unet": "BU-Netv2", "fill": "+ hole fill", "forest": "+ forest vote", "final": "+ hole fill (final)"}
@@ -76,6 +77,7 @@ def tau_sweep(data_dir: Path, model: BUNetV2, taus: list[float],
     Choose tau_BU on training scenes (``split="train"``), never on the held-out ones.
     """
     per_tau: dict[float, list[dict]] = {tau: [] for tau in taus}
+    settings = with_model_defaults(settings, model)
     for surface, frames in group_by_surface(select_frames(data_dir, split)).items():
         images = [read_rgb(f.image_path) for f in frames]
         truths = [read_mask(f.mask_path, rgb.shape[:2]) for f, rgb in zip(frames, images)]

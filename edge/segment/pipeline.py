@@ -15,6 +15,7 @@ costs little more than a small one.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,8 @@ class SegmentSettings:
                                    # None: the one stored with the weights (UNetConfig.threshold)
     flips: bool = True             # 4-flip test-time augmentation
     work_long_side: int = 1024
-    use_forest: bool = True
+    use_forest: bool | None = None     # per-surface forest vote; None: as stored with the weights (on
+                                       # unless the weights say the vote lowers their F1)
     min_confidence: float | None = None  # photos less sure than this are unsure; None: the weights'
     forest: ForestSettings = ForestSettings()
 
@@ -96,6 +98,13 @@ def unet_probabilities(images: list[np.ndarray], model: BUNetV2,
                     work_size(*rgb.shape[:2], settings.work_long_side)) for rgb in images]
 
 
+def with_model_defaults(settings: SegmentSettings, model) -> SegmentSettings:
+    """``settings`` with the forest vote decided by the weights where the settings leave it open."""
+    if settings.use_forest is None:
+        settings = dataclasses.replace(settings, use_forest=getattr(model.config, "use_forest", True))
+    return settings
+
+
 def segment_surface(images: list[np.ndarray], model: BUNetV2,
                     settings: SegmentSettings = SegmentSettings(),
                     keep_steps: bool = False) -> SurfaceSegmentation:
@@ -105,6 +114,7 @@ def segment_surface(images: list[np.ndarray], model: BUNetV2,
     too, for evaluation.
     """
     clock = _StepClock()
+    settings = with_model_defaults(settings, model)
     clock.start("unet")
     probabilities = unet_probabilities(images, model, settings)
     clock.stop()
@@ -136,7 +146,7 @@ def postprocess(images: list[np.ndarray], unet_probs: list[np.ndarray], tau_bu: 
 
     clock.start("forest")
     forest_masks = filled
-    if settings.use_forest:
+    if settings.use_forest is not False:
         forest_probabilities = surface_forest_probabilities(images, filled, settings.forest)
         if forest_probabilities is not None:
             forest_masks = [soft_vote(p_unet, _resize(p_forest, p_unet.shape), settings.forest)

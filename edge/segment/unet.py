@@ -39,6 +39,7 @@ class UNetConfig:
     input_long_side: int = 512
     threshold: float = 0.5  # tau_BU: threshold on the flip-averaged probability
     min_confidence: float = 0.0  # edge.segment.confidence: below it a photo is unsure (0: never)
+    use_forest: bool = True      # the pipeline's per-surface forest vote (off where it lowers F1)
 
 
 def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:

@@ -88,14 +88,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_model(config: SegTrainConfig, threshold: float = UNetConfig.threshold,
-                min_confidence: float = 0.0) -> torch.nn.Module:
+                min_confidence: float = 0.0, use_forest: bool = True) -> torch.nn.Module:
     """The untrained network of ``config.arch`` (lite0: without its ImageNet weights yet)."""
     if config.arch == "bunetv2":
         return BUNetV2(UNetConfig(base_width=config.base_width, input_long_side=config.long_side,
-                                  threshold=threshold, min_confidence=min_confidence))
+                                  threshold=threshold, min_confidence=min_confidence, use_forest=use_forest))
     if config.arch == effnet.ARCH:
         return effnet.LiteUNet(effnet.LiteUNetConfig(input_long_side=config.long_side, threshold=threshold,
-                                                     min_confidence=min_confidence))
+                                                     min_confidence=min_confidence, use_forest=use_forest))
     raise ConfigError(f"unknown --arch {config.arch!r} (known: {', '.join(ARCHS)})", "arch")
 
 
@@ -360,13 +360,13 @@ def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
 
 
 def export_weights(ckpt_path: Path, out_path: Path, tau_bu: float = UNetConfig.threshold,
-                   min_confidence: float = 0.0) -> None:
+                   min_confidence: float = 0.0, use_forest: bool = True) -> None:
     """Write the fp16 state dict of a training checkpoint, with its threshold tau_BU and the
-    confidence guard's threshold, to ``out_path``."""
+    confidence guard's threshold and whether the pipeline runs the forest vote, to ``out_path``."""
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     fields = SegTrainConfig.__dataclass_fields__
     config = SegTrainConfig(**{k: v for k, v in state["config"].items() if k in fields})
-    model = build_model(config, threshold=tau_bu, min_confidence=min_confidence)
+    model = build_model(config, threshold=tau_bu, min_confidence=min_confidence, use_forest=use_forest)
     model.load_state_dict(state["model"])
     if isinstance(model, effnet.LiteUNet):
         effnet.save_weights(model, out_path)
@@ -484,6 +484,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tau", type=float, default=UNetConfig.threshold,
                         help="threshold tau_BU stored with the exported weights (choose it on training "
                              "scenes with `edge eval seg --split train --tau-sweep`)")
+    parser.add_argument("--no-forest", action="store_true",
+                        help="store with the exported weights that the pipeline skips the forest vote "
+                             "(when it lowers F1 on the training scenes: `edge eval seg --split train`)")
     parser.add_argument("--min-confidence", type=float, default=0.0,
                         help="confidence guard threshold stored with the exported weights: photos whose "
                              "mean U-Net probability inside the mask is lower are unsure (choose it on "
@@ -497,7 +500,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.export:
         export_weights(Path(args.ckpt_dir) / f"{args.export_from}.pt", Path(args.export), args.tau,
-                       args.min_confidence)
+                       args.min_confidence, not args.no_forest)
         print(f"wrote {args.export}")
         return 0
     fields = SegTrainConfig.__dataclass_fields__
