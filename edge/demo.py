@@ -47,7 +47,7 @@ def _segmentation_mode(choice: str) -> str:
 
 def run_demo(settings: DemoSettings = DemoSettings(), echo=print) -> list[dict]:
     from edge.config import EdgeConfig, OffshoreConfig
-    from edge.daemon.broker import start_broker
+    from edge.comms.broker import start_broker
     from edge.daemon.pipeline import EdgeDaemon
     from edge.offshore.subscriber import Subscriber
     from edge.synth import generate_inspection

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.daemon.broker import MosquittoBroker, find_mosquitto
+from edge.comms.broker import MosquittoBroker, find_mosquitto
 
 
 @pytest.fixture

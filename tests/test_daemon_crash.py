@@ -8,10 +8,10 @@ import time
 import pytest
 
 from daemon_helpers import arrivals, config_yaml, edge_config, offshore_config, retained, wait_for, write_photo
+from edge.comms.topics import Topics
 from edge.daemon.journal import Journal
-from edge.daemon.mqtt import Topics
-from edge.daemon.processes import ServiceProcess
 from edge.offshore.subscriber import Subscriber
+from edge.service.processes import ServiceProcess
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

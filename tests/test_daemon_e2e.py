@@ -17,8 +17,8 @@ from PIL import Image
 from daemon_helpers import (FLIGHT_START, arrivals, decoded_source, edge_config, offshore_config,
                             photo_pixels, retained, wait_for, write_mask, write_photo)
 from edge.codec.sourcefile import compress_source_file
+from edge.comms.topics import Topics
 from edge.daemon.journal import Journal
-from edge.daemon.mqtt import Topics
 from edge.daemon.pipeline import EdgeDaemon
 from edge.offshore.subscriber import Subscriber
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from daemon_helpers import arrivals, edge_config, offshore_config, retained, wait_for, write_photo
-from edge.daemon.broker import EmbeddedBroker
-from edge.daemon.mqtt import Topics
+from edge.comms.broker import EmbeddedBroker
+from edge.comms.topics import Topics
 from edge.daemon.pipeline import EdgeDaemon
 from edge.offshore.subscriber import Subscriber
 

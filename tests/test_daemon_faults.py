@@ -21,11 +21,11 @@ import pytest
 from daemon_helpers import (arrivals, config_yaml, edge_config, jpeg_bytes, offshore_config, retained, wait_for,
                             write_photo)
 from edge.cli import main
-from edge.daemon.mqtt import Topics
+from edge.comms.topics import Topics
 from edge.daemon.pipeline import EdgeDaemon
-from edge.daemon.processes import ServiceProcess
 from edge.doctor import FAIL, check_folder
 from edge.offshore.subscriber import Subscriber
+from edge.service.processes import ServiceProcess
 
 pytestmark = pytest.mark.broker
 

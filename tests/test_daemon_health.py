@@ -12,9 +12,9 @@ import pytest
 
 from daemon_helpers import config_yaml, edge_config, offshore_config, retained, write_photo
 from edge.cli import main
-from edge.daemon.health import Notifier
-from edge.daemon.mqtt import Topics
+from edge.comms.topics import Topics
 from edge.daemon.pipeline import run_daemon
+from edge.service.health import Notifier
 
 
 @pytest.fixture

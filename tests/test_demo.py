@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.daemon.broker import find_mosquitto
+from edge.comms.broker import find_mosquitto
 from edge.demo import DemoSettings, run_demo
 
 

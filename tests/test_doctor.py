@@ -6,7 +6,7 @@ import re
 import torch
 
 from edge.cli import main
-from edge.daemon.broker import free_port
+from edge.comms.broker import free_port
 from edge.doctor import FAIL, OK, WARN, check_backends, check_constriction, check_folder, run_checks
 
 torch.set_num_threads(1)

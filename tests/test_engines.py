@@ -334,7 +334,7 @@ def test_long_builds_keep_extending_the_systemd_timeout(tmp_path):
     import socket
     import time
 
-    from edge.daemon.health import Notifier
+    from edge.service.health import Notifier
     from edge.runtime.tensorrt import systemd_keepalive
     address = str(tmp_path / "notify.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:

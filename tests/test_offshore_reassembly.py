@@ -10,7 +10,8 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge.daemon.mqtt import Ack, ChunkFormatError, Topics, chunk_properties, parse_chunk, split_bundle
+from edge.comms.messages import Ack, ChunkFormatError, chunk_properties, parse_chunk, split_bundle
+from edge.comms.topics import Topics
 from edge.errors import BundleError
 from edge.offshore.reassembly import ChunkStore
 

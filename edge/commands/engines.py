@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.daemon.health import Notifier
+    from edge.service.health import Notifier
     report = build_engines(args.out, args.precision, args.backend, args.force,
                            args.lossy_weights, args.segment_weights, Notifier())
     for line in report.lines:

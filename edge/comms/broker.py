@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from edge.daemon.processes import terminate
+from edge.service.processes import terminate
 
 MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/usr/bin/mosquitto")
 

@@ -1,18 +1,8 @@
-"""Everything MQTT: topic names, chunk framing, acknowledgements and the client link.
+"""The MQTT v5 client link both services use (:class:`MqttLink`).
 
-Both sides use this module: the edge publisher (:mod:`edge.daemon.publisher`) and the offshore
-subscriber (:mod:`edge.offshore.subscriber`). Topics, all under ``mqtt.topic_root``::
-
-    ROOT/DEVICE/chunk          bundle chunks, QoS 1, user properties below   edge -> offshore
-    ROOT/DEVICE/ack            {"bundle_id", "ok", "reason", ...} JSON, QoS 1 offshore -> edge
-    ROOT/DEVICE/availability   online | offline (last will) | stopped, retained
-    ROOT/DEVICE/status         periodic JSON status, retained
-    ROOT/_offshore/CLIENT/availability   the same for each subscriber
-
-The offshore side subscribes ``$share/GROUP/ROOT/+/chunk`` so several decoders split the load.
-A chunk's user properties: ``bundle_id``, ``index``, ``count``, ``checksum`` (SHA-256 of the
-chunk), ``bundle_size`` and ``bundle_sha256`` (of the whole bundle), plus ``source`` (photo
-file name) and ``surface``.
+The edge publisher (:mod:`edge.daemon.publisher`) and the offshore subscriber
+(:mod:`edge.offshore.subscriber`) each hold one. Topic names are in :mod:`edge.comms.topics`,
+the chunk and ack messages in :mod:`edge.comms.messages`.
 
 paho-mqtt 2.x keeps unacknowledged messages in memory only and re-sends them after a
 reconnect; completion is tracked through ``on_publish(mid, reason_code)``, never through
@@ -21,8 +11,6 @@ while paho holds its own locks, so they must not wait for ours.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import queue
 import ssl
@@ -38,145 +26,9 @@ from edge.config import MqttConfig
 
 log = logging.getLogger(__name__)
 
-ONLINE, OFFLINE, STOPPED = "online", "offline", "stopped"
-OFFSHORE_LEVEL = "_offshore"          # topic level of subscribers; never a device name (names start alphanumeric)
+ONLINE, OFFLINE, STOPPED = "online", "offline", "stopped"      # availability payloads
 QOS = 1
 
-
-# ---------------------------------------------------------------------------- topics
-
-@dataclass(frozen=True)
-class Topics:
-    """Every topic name, built in this one place."""
-
-    root: str
-
-    def chunks(self, device: str) -> str:
-        return f"{self.root}/{device}/chunk"
-
-    def ack(self, device: str) -> str:
-        return f"{self.root}/{device}/ack"
-
-    def availability(self, device: str) -> str:
-        return f"{self.root}/{device}/availability"
-
-    def status(self, device: str) -> str:
-        return f"{self.root}/{device}/status"
-
-    def offshore_availability(self, client_id: str) -> str:
-        return f"{self.root}/{OFFSHORE_LEVEL}/{client_id}/availability"
-
-    def chunk_subscription(self, devices: str = "+", group: str = "") -> str:
-        """The offshore subscription; with a group, a shared one."""
-        topic = self.chunks(devices)
-        return f"$share/{group}/{topic}" if group else topic
-
-    def device_of(self, topic: str) -> str | None:
-        """The device level of a ROOT/DEVICE/... topic, or None for another topic."""
-        prefix = self.root + "/"
-        if not topic.startswith(prefix):
-            return None
-        device = topic[len(prefix):].split("/", 1)[0]
-        return device or None
-
-
-# ---------------------------------------------------------------------------- chunks
-
-@dataclass(frozen=True)
-class Chunk:
-    """One MQTT message of a bundle."""
-
-    bundle_id: str
-    index: int
-    count: int
-    checksum: str              # SHA-256 of payload (hex)
-    bundle_size: int
-    bundle_sha256: str
-    payload: bytes
-    source: str = ""
-    surface: str = ""
-
-    def checksum_ok(self) -> bool:
-        return hashlib.sha256(self.payload).hexdigest() == self.checksum
-
-
-class ChunkFormatError(ValueError):
-    """A message on a chunk topic lacks a property or has a malformed one."""
-
-
-def split_bundle(bundle_id: str, data: bytes, chunk_bytes: int, source: str = "",
-                 surface: str = "") -> list[Chunk]:
-    """Cut an encoded bundle into chunks of at most ``chunk_bytes`` (an empty bundle is one chunk)."""
-    digest = hashlib.sha256(data).hexdigest()
-    pieces = [data[i:i + chunk_bytes] for i in range(0, len(data), chunk_bytes)] or [b""]
-    return [Chunk(bundle_id, index, len(pieces), hashlib.sha256(piece).hexdigest(), len(data), digest,
-                  piece, source, surface)
-            for index, piece in enumerate(pieces)]
-
-
-def chunk_properties(chunk: Chunk) -> Properties:
-    properties = Properties(PacketTypes.PUBLISH)
-    properties.UserProperty = [
-        ("bundle_id", chunk.bundle_id), ("index", str(chunk.index)), ("count", str(chunk.count)),
-        ("checksum", chunk.checksum), ("bundle_size", str(chunk.bundle_size)),
-        ("bundle_sha256", chunk.bundle_sha256), ("source", chunk.source), ("surface", chunk.surface),
-    ]
-    properties.ContentType = "application/x-edge-bundle-chunk"
-    return properties
-
-
-def parse_chunk(payload: bytes, properties: Properties | None) -> Chunk:
-    """Rebuild a chunk from a received message; raises :class:`ChunkFormatError`."""
-    pairs = dict(getattr(properties, "UserProperty", None) or [])
-    try:
-        chunk = Chunk(bundle_id=pairs["bundle_id"], index=int(pairs["index"]), count=int(pairs["count"]),
-                      checksum=pairs["checksum"], bundle_size=int(pairs["bundle_size"]),
-                      bundle_sha256=pairs["bundle_sha256"], payload=bytes(payload),
-                      source=pairs.get("source", ""), surface=pairs.get("surface", ""))
-    except KeyError as error:
-        raise ChunkFormatError(f"chunk message lacks the user property {error.args[0]!r}") from None
-    except ValueError:
-        raise ChunkFormatError("chunk message has a non-integer index, count or bundle_size") from None
-    hexdigits = set("0123456789abcdef")
-    if not (len(chunk.bundle_id) == 32 and set(chunk.bundle_id) <= hexdigits):
-        raise ChunkFormatError(f"bad bundle_id {chunk.bundle_id!r}")
-    if not 0 <= chunk.index < chunk.count <= 1 << 20 or chunk.bundle_size < 0:
-        raise ChunkFormatError(f"bad index/count {chunk.index}/{chunk.count}")
-    for value in (chunk.checksum, chunk.bundle_sha256):
-        if not (len(value) == 64 and set(value) <= hexdigits):
-            raise ChunkFormatError(f"bad checksum {value!r}")
-    return chunk
-
-
-# ---------------------------------------------------------------------------- acknowledgements
-
-@dataclass(frozen=True)
-class Ack:
-    """The offshore side's answer about one bundle: ok, or refused with a reason."""
-
-    bundle_id: str
-    ok: bool
-    reason: str = ""            # why it was refused ("section stream:blade: checksum mismatch")
-    section: str = ""           # the bundle section at fault, when known
-    subscriber: str = ""        # client id of the subscriber that answered
-
-    def encode(self) -> bytes:
-        return json.dumps({"bundle_id": self.bundle_id, "ok": self.ok, "reason": self.reason,
-                           "section": self.section, "subscriber": self.subscriber},
-                          sort_keys=True).encode("utf-8")
-
-    @staticmethod
-    def decode(payload: bytes) -> "Ack":
-        try:
-            value = json.loads(payload.decode("utf-8"))
-            return Ack(bundle_id=str(value["bundle_id"]), ok=bool(value["ok"]),
-                       reason=str(value.get("reason", "")), section=str(value.get("section", "")),
-                       subscriber=str(value.get("subscriber", "")))
-        except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as error:
-            raise ValueError(f"malformed ack message: {error}") from None
-
-
-# ---------------------------------------------------------------------------- the client link
 
 @dataclass(frozen=True)
 class Received:

@@ -9,7 +9,7 @@ by hand). No restart is needed and nothing is dropped.
 One warning starts an episode and one line ends it; a shortage that starts again within
 ``QUIET_S`` of the last one continues the episode silently (a nearly full disk may flap with
 every acknowledgement). The state, since when and what could not be written, goes to the
-status topic, the systemd STATUS line and the health check (:func:`edge.daemon.health.supervise`
+status topic, the systemd STATUS line and the health check (:func:`edge.service.health.supervise`
 stops pinging the watchdog when it lasts longer than ``spool.disk_full_restart_s``).
 """
 from __future__ import annotations

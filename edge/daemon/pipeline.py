@@ -27,13 +27,13 @@ from edge.config import EdgeConfig, check_secrets
 from edge.daemon.coding import Coder, resolve_coder
 from edge.daemon.diskspace import DiskSpace, DiskWaitStopped
 from edge.daemon.grouping import SurfaceGrouper
-from edge.daemon.health import Notifier, StopSignals, supervise
 from edge.daemon.journal import IN_SPOOL, UNFINISHED, Journal, PhotoRecord
 from edge.daemon.publisher import Publisher, StartupStatus
 from edge.daemon.segmentation import Segmenter, make_segmenter
 from edge.daemon.spool import Spool
 from edge.daemon.stages import Coding, Grouper, Intake, Segmentation, Spooling
 from edge.daemon.watcher import Watcher
+from edge.service.health import Notifier, StopSignals, supervise
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from edge.comms.messages import Ack, chunk_properties, split_bundle
+from edge.comms.mqtt import ONLINE, MqttLink
+from edge.comms.topics import Topics
 from edge.config import EdgeConfig
 from edge.daemon.diskspace import DiskWaitStopped
 from edge.daemon.journal import Journal, PhotoRecord
-from edge.daemon.mqtt import ONLINE, Ack, MqttLink, Topics, chunk_properties, split_bundle
 from edge.daemon.spool import Spool
 
 log = logging.getLogger(__name__)

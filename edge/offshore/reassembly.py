@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from edge.codec.container import write_file_atomically
-from edge.daemon.mqtt import Chunk
+from edge.comms.messages import Chunk
 from edge.errors import BundleError
 
 

@@ -22,13 +22,15 @@ from pathlib import Path
 from typing import Callable
 
 from edge.codec.container import decode_bundle
+from edge.comms.messages import Ack, ChunkFormatError, parse_chunk
+from edge.comms.mqtt import MqttLink, Received
+from edge.comms.topics import Topics
 from edge.config import OffshoreConfig
-from edge.daemon.health import Notifier, StopSignals, supervise
-from edge.daemon.mqtt import Ack, ChunkFormatError, MqttLink, Received, Topics, parse_chunk
 from edge.errors import EdgeError
 from edge.offshore.decode import DecodedImage, PhotoDecoder
 from edge.offshore.output import OutputFolder
 from edge.offshore.reassembly import ChunkStore
+from edge.service.health import Notifier, StopSignals, supervise
 
 log = logging.getLogger(__name__)
 
