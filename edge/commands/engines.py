@@ -6,6 +6,7 @@ from pathlib import Path
 
 from edge.runtime.artifacts import PRECISIONS, default_engines_folder
 from edge.runtime.build import BUILDERS, build_engines
+from edge.service.health import Notifier
 
 HELP = "export the analysis/synthesis transforms and the U-Net to ONNX and build TensorRT engines"
 
@@ -27,7 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.service.health import Notifier
     report = build_engines(args.out, args.precision, args.backend, args.force,
                            args.lossy_weights, args.segment_weights, Notifier())
     for line in report.lines:

@@ -71,6 +71,7 @@ class ModelSegmenter:
         self.unsure: set[Path] = set()   # photos of the last call whose masks the model is unsure of
 
     def __call__(self, paths: list[Path]) -> list[np.ndarray | None]:
+        # Imported here: edge.segment pulls in torch (2.7 s on a 2-core CPU), which only model masks need.
         from edge.segment.dataset import read_rgb
         from edge.segment.pipeline import (SegmentSettings, load_segmenter, segment_surface, to_photo_size,
                                            work_size)
