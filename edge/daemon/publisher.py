@@ -5,7 +5,8 @@ fills the link's queues):
 
 - picks the bundles the journal says are due (spooled, or published and unacknowledged past
   the ack timeout), cuts each into chunks and publishes them with QoS 1, at most
-  ``max_inflight`` unanswered at once and within the optional rate limit;
+  ``max_inflight`` unanswered at once and within the optional rate limit
+  (:mod:`edge.daemon.sendrate`);
 - marks a bundle ``published`` when the broker acknowledged every chunk (``on_publish``
   reason codes); a refused chunk sends the bundle again later, with back-off;
 - on the offshore ack: ``acknowledged``, and the spooled files are deleted; on a negative
@@ -31,6 +32,7 @@ from edge.comms.topics import Topics
 from edge.config import EdgeConfig
 from edge.daemon.diskspace import DiskWaitStopped
 from edge.daemon.journal import Journal, PhotoRecord
+from edge.daemon.sendrate import RateMeter, TokenBucket
 from edge.daemon.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -69,13 +71,12 @@ class Publisher:
         self._mids: dict[int, str] = {}                   # chunk mid -> bundle id
         self._retry_after: dict[int, float] = {}          # photo id -> monotonic time
         self._current: _Sending | None = None
-        self._tokens = 0.0
-        self._token_time = time.monotonic()
+        self._bucket = TokenBucket(int(config.publish.rate_limit_bytes_per_s), time.monotonic())
         self._thread: threading.Thread | None = None
         self._status_thread: threading.Thread | None = None
         self.sent_bytes = 0
         self.last_error = ""
-        self._rate_window: list[tuple[float, int]] = []
+        self._rate = RateMeter()
 
     # -- life cycle
 
@@ -202,24 +203,14 @@ class Publisher:
         sending.outstanding.add(mid)
         self._mids[mid] = chunk.bundle_id
         self.sent_bytes += len(chunk.payload)
-        now = time.monotonic()
-        self._rate_window.append((now, len(chunk.payload)))
-        while self._rate_window and now - self._rate_window[0][0] > 60.0:
-            self._rate_window.pop(0)                 # trimmed here: the status thread only reads it
+        self._rate.record(len(chunk.payload), time.monotonic())
 
     def _take_tokens(self, size: int) -> bool:
         """Token bucket for ``rate_limit_bytes_per_s``: False (after a short wait) if not yet allowed."""
-        rate = int(self.config.publish.rate_limit_bytes_per_s)
-        if rate <= 0:
+        wait_s = self._bucket.take(size, time.monotonic())
+        if wait_s == 0.0:
             return True
-        now = time.monotonic()
-        burst = max(rate, size)
-        self._tokens = min(burst, self._tokens + (now - self._token_time) * rate)
-        self._token_time = now
-        if self._tokens >= size:
-            self._tokens -= size
-            return True
-        self._wait_completion(min((size - self._tokens) / rate, 0.1))
+        self._wait_completion(min(wait_s, 0.1))
         return False
 
     # -- broker answers
@@ -336,9 +327,7 @@ class Publisher:
     # -- status
 
     def rate_bytes_per_s(self, window_s: float = 10.0) -> float:
-        now = time.monotonic()
-        window = [(t, n) for t, n in list(self._rate_window) if now - t <= window_s]
-        return sum(n for _, n in window) / window_s
+        return self._rate.bytes_per_s(time.monotonic(), window_s)
 
     def _publish_status(self) -> None:
         status = {
