@@ -57,7 +57,7 @@ check_machine() {   # what `edge train all` imports there; say what is missing a
     "$py" - "$device" <<'EOF' || exit 3
 import importlib, sys
 missing = []
-for name in ("torch", "numpy", "cv2", "tqdm", "PIL"):
+for name in ("torch", "numpy", "cv2", "tqdm"):
     try:
         importlib.import_module(name)
     except ImportError as error:
@@ -69,11 +69,12 @@ line = f"gpu_burst: python {sys.version.split()[0]}, torch {torch.__version__}"
 if torch.cuda.is_available():
     line += f", {torch.cuda.get_device_name(0)}"
 print(line)
-for name in ("constriction", "yaml"):      # not needed for training; promote runs where they are
+for name, use in (("PIL", "synthetic photos (edge synth); training goes on without them"),
+                  ("constriction", "exporting shipped weights, which `edge train promote` does where it is")):
     try:
         importlib.import_module(name)
     except ImportError:
-        print(f"gpu_burst: note: {name} is not installed here (training does not need it)")
+        print(f"gpu_burst: note: {name} is not installed here; it serves {use}")
 if sys.argv[1] == "cuda" and not torch.cuda.is_available():
     sys.exit("gpu_burst: --device cuda but torch sees no GPU")
 EOF

@@ -193,3 +193,24 @@ def test_promote_ships_a_better_segmentation_network_with_the_shipped_thresholds
     shipped = load_weights(weights / "bunetv2.pt")
     assert (shipped.config.threshold, shipped.config.min_confidence) == (0.4, 0.2)
     assert "Retrained with `edge train all`" in (weights / "bunetv2.md").read_text()
+
+
+def test_a_trainer_without_minutes_is_interrupted_at_its_time_even_with_sigint_ignored(tmp_path):
+    """A run started from a background shell inherits SIGINT ignored; the segmentation trainer
+    (no --minutes) must still stop at its time with its checkpoint, not be killed."""
+    import signal
+
+    from edge.train.all import _run_trainers, trainer_arguments
+
+    data, weights = wta_folder(tmp_path / "data"), tiny_weights(tmp_path / "weights")
+    run = tmp_path / "seg"
+    run.mkdir()
+    argv = trainer_arguments("seg", torch.device("cpu"), DataFolders.of(data), run, weights / "bunetv2.pt",
+                             minutes=1, threads=1, val_crops=16)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        result = _run_trainers([("seg", argv, 1.0, run)], parallel=1)["seg"]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert result["interrupted"] and result["returncode"] == 130, result    # edge's status for an interrupt
+    assert torch.load(run / "last.pt", weights_only=False)["step"] >= 1
