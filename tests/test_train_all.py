@@ -176,7 +176,8 @@ def test_promote_ships_a_better_segmentation_network_with_the_shipped_thresholds
 
     data, weights = wta_folder(tmp_path / "data"), tiny_weights(tmp_path / "weights")
     torch.manual_seed(3)
-    good = BUNetV2(UNetConfig(base_width=4, input_long_side=128, threshold=0.4, min_confidence=0.2))
+    good = BUNetV2(UNetConfig(base_width=4, input_long_side=128, threshold=0.4, min_confidence=0.2,
+                              use_forest=False))
     bad = BUNetV2(good.config)
     with torch.no_grad():           # the last layer's bias makes every pixel blade (good) or background (bad)
         good.head.bias.fill_(50.0)
@@ -191,7 +192,7 @@ def test_promote_ships_a_better_segmentation_network_with_the_shipped_thresholds
     assert decisions[0]["shipped"], decisions[0]["message"]
     assert decisions[0]["shipped_score"] == 0 and decisions[0]["score"] < -0.3     # minus F1
     shipped = load_weights(weights / "bunetv2.pt")
-    assert (shipped.config.threshold, shipped.config.min_confidence) == (0.4, 0.2)
+    assert (shipped.config.threshold, shipped.config.min_confidence, shipped.config.use_forest) == (0.4, 0.2, False)
     assert "Retrained with `edge train all`" in (weights / "bunetv2.md").read_text()
 
 

@@ -102,8 +102,13 @@ def export(kind: str, candidate: Path, shipped: Path) -> str:
         export_weights(candidate, tmp, latent_bins)
     else:
         from edge.train.seg import export_weights
+        import inspect
+        # Settings stored with the shipped weights (tau_BU, the confidence guard, the forest vote)
+        # carry over: every export option named like one of them.
         config = torch.load(shipped, map_location="cpu", weights_only=True)["config"]
-        export_weights(candidate, tmp, config.get("threshold", 0.5), config.get("min_confidence", 0.0))
+        options = inspect.signature(export_weights).parameters
+        kept = {name: value for name, value in config.items() if name in options}
+        export_weights(candidate, tmp, config.get("threshold", 0.5), **kept)
     tmp.replace(shipped)
     return hashlib.sha256(shipped.read_bytes()).hexdigest()
 
