@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from daemon_helpers import arrivals, edge_config, offshore_config, wait_for, write_photo
+from tests.daemon_helpers import arrivals, edge_config, offshore_config, wait_for, write_photo
 from edge.comms.broker import MosquittoBroker, find_mosquitto
 from edge.daemon.pipeline import EdgeDaemon
 from edge.offshore.subscriber import Subscriber

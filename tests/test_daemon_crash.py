@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from daemon_helpers import arrivals, config_yaml, edge_config, offshore_config, retained, wait_for, write_photo
+from tests.daemon_helpers import arrivals, config_yaml, edge_config, offshore_config, retained, wait_for, write_photo
 from edge.comms.topics import Topics
 from edge.daemon.journal import Journal
 from edge.offshore.subscriber import Subscriber

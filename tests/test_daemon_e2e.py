@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from daemon_helpers import (FLIGHT_START, arrivals, decoded_source, edge_config, offshore_config,
+from tests.daemon_helpers import (FLIGHT_START, arrivals, decoded_source, edge_config, offshore_config,
                             photo_pixels, retained, wait_for, write_mask, write_photo)
 from edge.codec.sourcefile import compress_source_file
 from edge.comms.topics import Topics

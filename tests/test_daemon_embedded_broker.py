@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon_helpers import arrivals, edge_config, offshore_config, retained, wait_for, write_photo
+from tests.daemon_helpers import arrivals, edge_config, offshore_config, retained, wait_for, write_photo
 from edge.comms.broker import EmbeddedBroker
 from edge.comms.topics import Topics
 from edge.daemon.pipeline import EdgeDaemon

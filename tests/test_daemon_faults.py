@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon_helpers import (arrivals, config_yaml, edge_config, jpeg_bytes, offshore_config, retained, wait_for,
+from tests.daemon_helpers import (arrivals, config_yaml, edge_config, jpeg_bytes, offshore_config, retained, wait_for,
                             write_photo)
 from edge.cli import main
 from edge.comms.topics import Topics

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from PIL import Image
 
-from daemon_helpers import jpeg_bytes
+from tests.daemon_helpers import jpeg_bytes
 from edge.codec.metadata import source_metadata_from_bytes
 from edge.config import GroupingConfig
 from edge.daemon.grouping import GroupMember, SurfaceGrouper, capture_time_from_exif

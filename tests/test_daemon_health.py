@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from daemon_helpers import config_yaml, edge_config, offshore_config, retained, write_photo
+from tests.daemon_helpers import config_yaml, edge_config, offshore_config, retained, write_photo
 from edge.cli import main
 from edge.comms.topics import Topics
 from edge.daemon.pipeline import run_daemon

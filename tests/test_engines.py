@@ -26,7 +26,7 @@ from edge.runtime.networks import lossy_group, segmentation_group
 from edge.runtime.onnx_export import export_group
 from edge.runtime.select import RuntimeSettings, accelerate_coder, accelerate_segmenter, select_backend
 from edge.segment.unet import BUNetV2, UNetConfig, predict_probability, save_weights
-from tiny_models import tiny_lossy_coder
+from tests.tiny_models import tiny_lossy_coder
 
 torch.set_num_threads(1)
 HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None

@@ -15,12 +15,12 @@ import torch
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from daemon_helpers import arrivals, decoded_source, edge_config, offshore_config, wait_for, write_mask, write_photo
+from tests.daemon_helpers import arrivals, decoded_source, edge_config, offshore_config, wait_for, write_mask, write_photo
 from edge.codec import photo
 from edge.daemon.pipeline import EdgeDaemon
 from edge.offshore.decode import PhotoDecoder
 from edge.offshore.subscriber import Subscriber
-from tiny_models import tiny_bitswap_coder, tiny_lossy_coder
+from tests.tiny_models import tiny_bitswap_coder, tiny_lossy_coder
 
 pytestmark = pytest.mark.broker
 torch.set_num_threads(1)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from daemon_helpers import decoded_source, jpeg_bytes, photo_pixels, write_photo
+from tests.daemon_helpers import decoded_source, jpeg_bytes, photo_pixels, write_photo
 from edge.codec.container import decode_bundle, encode_bundle
 from edge.codec.sourcefile import compress_source_file, decompress_source_file
 from edge.config import OutputConfig

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from daemon_helpers import arrivals, edge_config, offshore_config, wait_for, write_photo
+from tests.daemon_helpers import arrivals, edge_config, offshore_config, wait_for, write_photo
 from edge.daemon.journal import Journal
 from edge.daemon.pipeline import EdgeDaemon
 from edge.offshore.subscriber import Subscriber
