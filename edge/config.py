@@ -275,7 +275,7 @@ class RuntimeConfig(Section):
     """Where the networks run (edge.runtime): TensorRT engines, ONNX Runtime or PyTorch.
 
     Only the analysis/synthesis transforms and the U-Net are accelerated; the networks that
-    shape probability tables always run in float64 on the CPU (design rule 3).
+    shape probability tables always run in float64 on the CPU (docs/design.md, rule 3).
     """
 
     backend: Literal["auto", "tensorrt", "onnxruntime", "torch"] = Field(
