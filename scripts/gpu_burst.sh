@@ -75,6 +75,11 @@ for name, use in (("PIL", "synthetic photos (edge synth); training goes on witho
         importlib.import_module(name)
     except ImportError:
         print(f"gpu_burst: note: {name} is not installed here; it serves {use}")
+try:    # the commands the run uses, with every trainer they import
+    for name in ("edge.cli", "edge.commands.train", "edge.train.all", "edge.commands.synth"):
+        importlib.import_module(name)
+except ImportError as error:
+    sys.exit(f"gpu_burst: the training code cannot be imported here: {error}")
 if sys.argv[1] == "cuda" and not torch.cuda.is_available():
     sys.exit("gpu_burst: --device cuda but torch sees no GPU")
 EOF
