@@ -1,12 +1,13 @@
 """Whole-flight soak: hundreds of photos through the real daemon, broker and subscriber, watching
 for anything that grows.
 
-    python -m edge.bench.soak [--photos 400] [--interval 1.0] [--mode source-file]
-        [--work /work/ckpt/soak] [--json docs/soak.json] [--plot docs/soak.png]
+    python -m edge.bench.soak PHOTOS_FOLDER --work SCRATCH [--photos 400] [--interval 1.0]
+        [--mode source-file] [--json docs/soak.json] [--plot docs/soak.png]
 
 A real Mosquitto, ``python -m edge.daemon`` and ``python -m edge.offshore`` run as their own
 processes (as systemd runs them). The camera is simulated: every ``--interval`` seconds one
-photo lands in the watched folder: a wta-train photo scaled down to ``--width`` pixels, with
+photo lands in the watched folder: a photo of PHOTOS_FOLDER (wta-train's images for the
+committed run) scaled down to ``--width`` pixels, with
 its own EXIF capture time, so that every file is a different photo. Every ``--sample`` seconds
 the script records the resident memory (RSS) of both services, the queue depths and photo
 counts from the daemon's status topic, the size of the journal and of the spool, and the
@@ -37,11 +38,10 @@ import paho.mqtt.client as paho
 import yaml
 from PIL import Image
 
-from edge.daemon.broker import MosquittoBroker, find_mosquitto
-from edge.daemon.mqtt import Topics
-from edge.daemon.processes import ServiceProcess
+from edge.comms.broker import MosquittoBroker, find_mosquitto
+from edge.comms.topics import Topics
+from edge.service.processes import ServiceProcess
 
-WTA_TRAIN = Path(__file__).resolve().parents[3] / "shared" / "data" / "wta-train" / "images"
 WARM_UP = 50                 # photos after which the daemon's RSS is taken as the reference
 FLAT_LIMIT = 0.20            # growth beyond this fraction of the reference is "not flat"
 
@@ -143,13 +143,13 @@ def configs(work: Path, port: int, mode: str) -> tuple[Path, Path]:
 
 # ---------------------------------------------------------------------------- the run
 
-def soak(work: Path, photos: int, interval_s: float, sample_s: float, width: int, mode: str,
+def soak(source_folder: Path, work: Path, photos: int, interval_s: float, sample_s: float, width: int, mode: str,
          timeout_s: float) -> dict:
     if find_mosquitto() is None:
         raise SystemExit("soak: mosquitto is not installed (scripts/install.sh installs it)")
-    sources = sorted(WTA_TRAIN.glob("*.JPG"))
+    sources = sorted(p for p in source_folder.glob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
     if not sources:
-        raise SystemExit(f"soak: no photos in {WTA_TRAIN}")
+        raise SystemExit(f"soak: no JPEG photos in {source_folder}")
     if work.exists():
         shutil.rmtree(work)                       # every run starts empty: the journal counts from zero
     (work / "card").mkdir(parents=True)
@@ -330,17 +330,18 @@ def plot(result: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edge.bench.soak", description=__doc__.split("\n\n")[0])
+    parser.add_argument("photos_folder", type=Path, help="JPEG photos to cycle through (e.g. wta-train/images)")
     parser.add_argument("--photos", type=int, default=400)
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between photos")
     parser.add_argument("--sample", type=float, default=2.0, help="seconds between samples")
     parser.add_argument("--width", type=int, default=640, help="width of the scaled-down photos")
     parser.add_argument("--mode", default="source-file", help="coding.mode (source-file: the fastest)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds")
-    parser.add_argument("--work", type=Path, default=Path("/work/ckpt/soak"), help="scratch folder (emptied)")
+    parser.add_argument("--work", type=Path, required=True, help="scratch folder (emptied)")
     parser.add_argument("--json", type=Path, default=Path("docs/soak.json"))
     parser.add_argument("--plot", type=Path, default=Path("docs/soak.png"))
     args = parser.parse_args(argv)
-    result = soak(args.work, args.photos, args.interval, args.sample, args.width, args.mode, args.timeout)
+    result = soak(args.photos_folder, args.work, args.photos, args.interval, args.sample, args.width, args.mode, args.timeout)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     plot(result, args.plot)
     rss = result["daemon_rss_mib"]
