@@ -32,6 +32,7 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     "hp-easn": ModelSpec("hp-easn", "lossy", "hp_easn.pt", "edge.codec.lossy.weights:load_coder"),
     "bunetv2": ModelSpec("bunetv2", "segmentation", "bunetv2.pt", "edge.segment.unet:load_weights"),
+    "bunetv2-lite0": ModelSpec("bunetv2-lite0", "segmentation", "bunetv2_lite0.pt", "edge.segment.effnet:load_weights"),
     "bitswap": ModelSpec("bitswap", "lossless", "bitswap.pt", "edge.codec.bitswap.coder:load_weights"),
     "implicit-roi": ModelSpec("implicit-roi", "implicit-roi", "implicit_roi.pt", "edge.codec.implicit.weights:load_coder"),
 }

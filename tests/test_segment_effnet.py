@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from edge.errors import ModelError
+from edge.registry import MODELS
 from edge.runtime.networks import segmentation_group
 from edge.runtime.onnx_export import export_group
 from edge.runtime.select import RuntimeSettings, accelerate_segmenter
@@ -208,3 +209,15 @@ def test_trainer_starts_from_imagenet_keeps_frozen_blocks_and_restarts_from_expo
     assert main(["train", "seg", "--data", str(data), "--ckpt-dir", str(tmp_path / "bad"), "--steps", "1",
                  "--init-from", str(weights), "--long-side", "64", "--crop", "32", "--base-width", "4"]) != 0
     assert "--init-from" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not MODELS[effnet.ARCH].weights_path.is_file(), reason="no shipped bunetv2-lite0 weights")
+def test_shipped_weights_on_onnx_runtime_match_pytorch(tmp_path):
+    from edge.registry import load_model
+    model = load_model(effnet.ARCH)
+    assert model.config.min_confidence > 0 and model.config.use_forest is False
+    export_group(segmentation_group(model, effnet.ARCH), tmp_path)
+    accelerated = accelerate_segmenter(model, RuntimeSettings(backend="onnxruntime", engines_folder=tmp_path,
+                                                              threads=1), effnet.ARCH)
+    photo = np.random.default_rng(3).integers(0, 256, (300, 480, 3), dtype=np.uint8)
+    assert np.abs(predict_probability(accelerated, photo) - predict_probability(model, photo)).max() < 1e-3

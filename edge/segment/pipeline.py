@@ -32,7 +32,7 @@ from edge.segment.unet import BUNetV2, load_weights, predict_probability
 
 STEPS = ("unet", "fill", "forest", "final")
 # The registry's segmentation model used when no weights file is given.
-DEFAULT_SEGMENTER = "bunetv2"
+DEFAULT_SEGMENTER = "bunetv2-lite0"
 
 
 @dataclass(frozen=True)
