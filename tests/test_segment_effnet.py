@@ -176,7 +176,7 @@ def test_tensorrt_probabilities_match_pytorch(tmp_path):
 @pytest.mark.skipif(not HAVE_WHEEL, reason=NO_WHEEL)
 def test_trainer_starts_from_imagenet_keeps_frozen_blocks_and_restarts_from_exported_weights(tmp_path, capsys):
     from edge.cli import main
-    from test_segment_cli import write_tiny_dataset
+    from tests.test_segment_cli import write_tiny_dataset
     data = write_tiny_dataset(tmp_path / "data", [f"envA_{n:02d}" for n in (1, 2, 3, 66)])
     tiny = ["--arch", effnet.ARCH, "--long-side", "64", "--crop", "32", "--batch", "2", "--eval-every", "2",
             "--ckpt-every", "1", "--device", "cpu"]
