@@ -62,7 +62,7 @@ def bench(tmp_path_factory):
     argv = [str(root / "photos"), "--masks", str(root / "masks"), "--json", str(root / "out.json"),
             "--plots", str(root / "plots"), "--lossy-weights", str(root / "tiny-lossy-0.pt"),
             "--bitswap-weights", str(root / "tiny-bitswap.pt"), "--rd-crop", "192", "--quiet",
-            "--modes", "auto,lossy-roi,lossless-roi", "--learned-estimates", "1"]
+            "--modes", "auto,lossy-roi,lossless-roi", "--learned-estimates", "1", "--full"]
     code, text = run_cli(argv)
     return {"root": root, "argv": argv, "code": code, "text": text, "result": load_result(root / "out.json")}
 

@@ -1,6 +1,6 @@
 """``edge-bench``: the whole pipeline, stage by stage, against classical codecs in the same run.
 
-    edge-bench IMAGES_OR_FOLDERS... [--masks DIR | --draw-masks] [--modes lossy-roi,lossless-roi] [--json OUT]
+    edge-bench IMAGES_OR_FOLDERS... [--masks DIR | --draw-masks] [--modes auto,...] [--full] [--json OUT]
                [--plots DIR] [--crop N] [--limit N] [--resume] [--link-mbps 2] [--flight-photos 400]
     edge-bench --from-json OUT [--plots DIR] [--link-mbps ...]     # re-render tables and plots
     edge-bench ... --json RERUN --compare OUT    # rerun: same rates and quality within noise? (exit 3 if not)
@@ -62,7 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequential", type=int, default=1,
                    help="photos whose blade is also coded by Bit-swap's sequential mode, for the speed-up")
     p.add_argument("--no-classical", action="store_true", help="skip the classical lossless and ROI baselines")
-    p.add_argument("--no-rd", action="store_true", help="skip the RD sweeps and BD-rates")
+    p.add_argument("--full", action="store_true",
+                   help="also the RD sweeps and BD-rates (our lossy coder at every level and four classical "
+                        "codecs on --rd-crop: minutes a photo); without it a 15.7 MP photo takes about a minute")
+    p.add_argument("--no-rd", action="store_true", help="no RD sweeps even with --full")
     p.add_argument("--roi-codec", default="avif", help="codec of the two-layer classical ROI baseline")
     p.add_argument("--link-mbps", type=float, help=f"uplink speed in Mbit/s (default {DEFAULT_LINK_MBPS:g})")
     p.add_argument("--flight-photos", type=int, help=f"photos per flight (default {DEFAULT_PHOTOS})")
@@ -172,7 +175,8 @@ def _options(args):
                         time_budget=args.time_budget, learned_estimates=args.learned_estimates,
                         blade_quality=blade_quality,
                         blade_psnr=args.blade_psnr, sequential=args.sequential,
-                        classical=not args.no_classical, rd=not args.no_rd, roi_codec=args.roi_codec)
+                        classical=not args.no_classical, rd=args.full and not args.no_rd,
+                        roi_codec=args.roi_codec)
 
 
 def _progress_bar(total: int, quiet: bool):
