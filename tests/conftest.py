@@ -19,3 +19,18 @@ def broker(tmp_path):
         yield server
     finally:
         server.kill()
+
+
+@pytest.fixture
+def services():
+    """``services(thing)`` starts a daemon, subscriber ... and stops them in reverse order afterwards."""
+    started = []
+
+    def start(thing):
+        thing.start()
+        started.append(thing)
+        return thing
+
+    yield start
+    for thing in reversed(started):
+        thing.stop()

@@ -68,20 +68,6 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(folder)], timeout=30)
 
 
-@pytest.fixture
-def services():
-    started = []
-
-    def start(thing):
-        thing.start()
-        started.append(thing)
-        return thing
-
-    yield start
-    for thing in reversed(started):
-        thing.stop()
-
-
 def warnings_naming(caplog, text: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and text in r.getMessage()]
 

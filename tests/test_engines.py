@@ -26,6 +26,7 @@ from edge.runtime.networks import lossy_group, segmentation_group
 from edge.runtime.onnx_export import export_group
 from edge.runtime.select import RuntimeSettings, accelerate_coder, accelerate_segmenter, select_backend
 from edge.segment.unet import BUNetV2, UNetConfig, predict_probability, save_weights
+from tests.parity import largest_probability_gap
 from tests.tiny_models import tiny_lossy_coder
 
 torch.set_num_threads(1)
@@ -87,14 +88,7 @@ def test_onnx_runtime_segmentation_probabilities_match_pytorch(exported):
     folder, _, unet = exported
     accelerated = accelerate_segmenter(unet, ort_settings(folder))
     assert accelerated.selection.backend.kind == "onnxruntime"
-    rng = np.random.default_rng(1)
-    worst = 0.0
-    for height, width in ((48, 64), (64, 40), (37, 90)):          # landscape, portrait, odd sizes
-        photo = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-        expected = predict_probability(unet, photo)
-        got = predict_probability(accelerated, photo)
-        assert got.shape == expected.shape
-        worst = max(worst, float(np.abs(got - expected).max()))
+    worst = largest_probability_gap(unet, accelerated)
     assert worst < 1e-4, worst
 
 

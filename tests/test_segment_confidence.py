@@ -59,32 +59,17 @@ def test_the_pipeline_calls_a_photo_unsure_by_the_threshold_stored_with_the_weig
     assert forced.unsure == [True]                         # settings override the weights' threshold
 
 
-@pytest.fixture
-def started():
-    """Start the daemon and the decoder; stop them in reverse order whatever happens."""
-    things = []
-
-    def start(thing):
-        thing.start()
-        things.append(thing)
-        return thing
-
-    yield start
-    for thing in reversed(things):
-        thing.stop()
-
-
 @pytest.mark.broker
 @pytest.mark.parametrize("logit, sent_whole", [(0.0, True), (6.0, False)])
-def test_the_daemon_sends_the_source_file_of_a_photo_the_model_is_unsure_of(tmp_path, broker, started, caplog,
+def test_the_daemon_sends_the_source_file_of_a_photo_the_model_is_unsure_of(tmp_path, broker, services, caplog,
                                                                              logit, sent_whole):
     weights = tmp_path / "unet.pt"
     save_weights(constant_model(logit, min_confidence=0.8), weights)
     edge = edge_config(tmp_path, broker.port, coding={"mode": "roi"},
                        segmentation={"mode": "model", "weights": str(weights)})
     offshore = offshore_config(tmp_path, broker.port)
-    started(Subscriber(offshore))
-    daemon = started(EdgeDaemon(edge))
+    services(Subscriber(offshore))
+    daemon = services(EdgeDaemon(edge))
     photo = write_photo(edge.watch.folders[0], 0)
     source = photo.read_bytes()
     wait_for(lambda: daemon.journal.counts().get("acknowledged") == 1, 60, "the photo acknowledged")
