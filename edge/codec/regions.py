@@ -27,7 +27,7 @@ import numpy as np
 
 from edge.codec import jpegexact, roi
 from edge.codec.choose import Choice, Target, code_at_level, code_to_target, estimate_candidates
-from edge.codec.coders import CODERS, region_coders
+from edge.codec.coders import BY_CODER_ID, CODERS, region_coders
 from edge.codec.container import Bundle, BundleRegion, pixels_sha256
 from edge.codec.contract import Region
 from edge.codec.patches import PatchGrid, blade_cells, cells_to_mask
@@ -66,7 +66,15 @@ def _code_background(region: Region, settings, coders) -> Choice:
 
 
 def _code_blade(region: Region, settings, coders) -> tuple[BundleRegion, dict]:
-    """The blade region and its report: which coder, chosen how and why."""
+    """The blade region and its report; exact and lossless blades carry their pixels' hash."""
+    coded, report = _choose_blade(region, settings, coders)
+    exact = BY_CODER_ID[coded.coder].kind != "lossy"
+    digest = pixels_sha256(np.ascontiguousarray(region.image[region.mask])) if exact else None
+    return BundleRegion("blade", coded, digest), report
+
+
+def _choose_blade(region: Region, settings, coders):
+    """(coded blade, report): which coder, chosen how and why."""
     requested = settings.blade
     if requested in ("auto", jpegexact.CODER):
         why = jpegexact.choose_blade_coder(requested, region.source, region.where)
@@ -74,8 +82,7 @@ def _code_blade(region: Region, settings, coders) -> tuple[BundleRegion, dict]:
             try:
                 coded = coders.region(jpegexact.CODER).encode(region)
                 coded = replace(coded, params={**coded.params, **why.params})
-                return (BundleRegion("blade", coded, pixels_sha256(np.ascontiguousarray(region.image[region.mask]))),
-                        {"coder": jpegexact.CODER, "bytes": coded.bits // 8, **why.params})
+                return coded, {"coder": jpegexact.CODER, "bytes": coded.bits // 8, **why.params}
             except jpegexact.NotKeptExactly as error:
                 if requested != "auto":
                     raise
@@ -91,9 +98,7 @@ def _code_blade(region: Region, settings, coders) -> tuple[BundleRegion, dict]:
         choice = code_at_level(coders, requested, region, None)
     else:
         choice = _code_lossy_blade(region, settings, coders, requested)
-    exact = CODERS[choice.coder].kind != "lossy"
-    digest = pixels_sha256(np.ascontiguousarray(region.image[region.mask])) if exact else None
-    return BundleRegion("blade", choice.coded, digest), {**choice.report(), "reason": reason}
+    return choice.coded, {**choice.report(), "reason": reason}
 
 
 def _code_lossy_blade(region: Region, settings, coders, requested: str) -> Choice:
