@@ -124,6 +124,16 @@ def _checkpoints(kind: str, run_dir: Path) -> list[Path]:
     return [p for p in (run_dir / "best.pt", run_dir / "last.pt") if p.exists()]
 
 
+def rounded_to_fp16(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with its weights rounded through fp16 as ``write_candidate`` stores them, so that the
+    score recorded for a candidate is the score of the file written."""
+    with torch.no_grad():
+        for value in model.state_dict().values():
+            if value.is_floating_point():
+                value.copy_(value.half().float())
+    return model
+
+
 def write_candidate(kind: str, checkpoint: Path, path: Path, info: dict) -> None:
     """``checkpoint`` in fp16, in its trainer's checkpoint shape without the optimiser, plus ``info``."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -254,7 +264,7 @@ def _judge(kind: str, run_dir: Path, shipped: Path, data: DataFolders, device: t
         for checkpoint in _checkpoints(kind, run_dir):
             log.info("%s: scoring %s", kind, checkpoint)
             model, step, _ = load_model(kind, checkpoint)
-            scored.append((score(kind, model, data, device, val_crops), checkpoint, step))
+            scored.append((score(kind, rounded_to_fp16(model), data, device, val_crops), checkpoint, step))
         if not scored:
             entry["verdict"] = f"no checkpoint written (trainer exit status {result.get('returncode')}; see {entry['log']})"
             return entry
