@@ -15,6 +15,7 @@ HELP = "evaluate a part of the system (seg, seg-speed, ...)"
 EVALUATORS = {
     "seg": "edge.commands.eval_seg",
     "seg-speed": "edge.commands.eval_seg_speed",
+    "seg-regions": "edge.commands.eval_seg_regions",
 }
 
 

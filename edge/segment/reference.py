@@ -1,0 +1,104 @@
+"""Reference blade masks for photos without drawn masks: hand-drawn blade regions refined by colour.
+
+A colour rule alone (``edge.bench.masks.draw_blade_mask``) also takes the tower, the nacelle,
+grey roofs and gravel for blade, and misses blade paint in shade or burnt out, so it cannot
+judge a segmenter. Here a person draws a generous polygon around each blade (a few points on a
+downscaled view, nothing else in the photo needs to be traced) and the colour rule only
+decides, inside those polygons, which pixels are painted surface and which are grass or soil
+showing beside the blade.
+
+The regions file (JSON)::
+
+    {"frame": [WIDTH, HEIGHT],                  # the view the points were drawn on
+     "photos": {"DJI_0057": [[[x, y], ...], ...]}}   # photo stem -> polygons
+
+Points are in ``frame`` pixels and scale to any photo of the same aspect ratio.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.errors import InputError
+from edge.segment.holefill import fill_holes
+
+# The rule is applied at a quarter of the photo size: paint areas are large, and this keeps the
+# mask free of single-pixel speckle without losing blade edges by more than two photo pixels.
+_SCALE = 4
+
+
+@dataclass(frozen=True)
+class BladeRegions:
+    frame: tuple[int, int]
+    photos: dict[str, list[np.ndarray]]   # stem -> polygons, each (N, 2) float points in frame pixels
+
+    @classmethod
+    def read(cls, path: Path) -> "BladeRegions":
+        """Regions from ``path``; an error names the file, the key and what is wrong."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise InputError(f"cannot read blade regions: {error}", str(path)) from None
+        frame = data.get("frame") if isinstance(data, dict) else None
+        if not (isinstance(frame, list) and len(frame) == 2 and all(isinstance(v, int) and v > 0 for v in frame)):
+            raise InputError("key 'frame' must be [width, height] in pixels", str(path))
+        photos = data.get("photos")
+        if not isinstance(photos, dict) or not photos:
+            raise InputError("key 'photos' must map photo names to lists of polygons", str(path))
+        parsed = {}
+        for stem, polygons in photos.items():
+            try:
+                parsed[stem] = [_polygon(p) for p in polygons]
+            except (TypeError, ValueError) as error:
+                raise InputError(f"photos.{stem}: {error}", str(path)) from None
+            if not parsed[stem]:
+                raise InputError(f"photos.{stem}: no polygon", str(path))
+        return cls(frame=(frame[0], frame[1]), photos=parsed)
+
+    def region(self, stem: str, height: int, width: int) -> np.ndarray:
+        """The union of ``stem``'s polygons as a bool mask of ``height`` x ``width``."""
+        region = np.zeros((height, width), np.uint8)
+        scale = np.array([width / self.frame[0], height / self.frame[1]])
+        for polygon in self.photos[stem]:
+            cv2.fillPoly(region, [np.round(polygon * scale).astype(np.int32)], 1)
+        return region.astype(bool)
+
+
+def _polygon(points) -> np.ndarray:
+    array = np.asarray(points, dtype=np.float64)
+    if array.ndim != 2 or array.shape[1] != 2 or len(array) < 3:
+        raise ValueError("each polygon needs at least three [x, y] points")
+    return array
+
+
+def painted_surface(image: np.ndarray) -> np.ndarray:
+    """Pixels of white or grey paint (bool, same size as ``image``): unsaturated and not warm, or
+    burnt out; never green grass and never dark."""
+    rgb = image.astype(np.int16)
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+    saturation, value = hsv[..., 1], hsv[..., 2]
+    green = (rgb[..., 1] > rgb[..., 0] + 14) & (rgb[..., 1] > rgb[..., 2] + 14)
+    warm = rgb[..., 0] > rgb[..., 2] + 10          # soil and gravel
+    return (((saturation < 80) & ~warm) | (value > 225)) & (value > 70) & ~green
+
+
+def reference_mask(image: np.ndarray, regions: BladeRegions, stem: str) -> np.ndarray:
+    """Blade mask of ``image`` (uint8 RGB): painted surface inside the photo's blade regions,
+    opened and closed with a 5x5 ellipse and its holes filled."""
+    if stem not in regions.photos:
+        raise InputError("no blade regions for this photo", stem)
+    height, width = image.shape[:2]
+    small = cv2.resize(image, (max(width // _SCALE, 1), max(height // _SCALE, 1)), interpolation=cv2.INTER_AREA)
+    region = regions.region(stem, *small.shape[:2])
+    mask = (painted_surface(small) & region).astype(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)
+    mask = fill_holes(mask) & region
+    return cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
+
