@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                      [float(v) for v in args.blade_psnrs.split(",")],
                      [c for c in args.classical.split(",") if c] if "two-layer" in methods else [], reused)
     result["settings"] = {"images": [p[0] for p in photos], "scale": args.scale, "mask_cell": MASK_CELL,
-                          "methods": sorted(methods), "reused": str(args.reuse) if args.reuse else None,
+                          "methods": sorted(methods), "reused": Path(args.reuse).name if args.reuse else None,
                           "implicit_sha256": implicit.weights_sha256 if implicit else None,
                           "explicit_sha256": explicit.weights_sha256 if explicit else None,
                           "bg_psnr": args.bg_psnr, "seconds": round(time.time() - started, 1)}

@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         coders, shipped, bitswap = load_coders(Path(folder))
         bitswap = bitswap and not args.no_bitswap
         run_settings = {"blade": jpegexact.CODER, "bg_quality": args.bg_quality,
-                        "masks": str(args.masks) if args.masks else "drawn (edge.bench.masks.draw_blade_mask)",
+                        "masks": Path(args.masks).name if args.masks else "drawn (edge.bench.masks.draw_blade_mask)",
                         "lossy_model": coders.lossy.model_name, "lossy_weights": coders.lossy.weights_sha256,
                         "background_representative": shipped,
                         "proxy": None if shipped else f"AVIF quality {args.proxy_quality} over the lossy patches",

@@ -60,6 +60,14 @@ def list_inputs(paths: list[str], suffixes: set[str] = IMAGE_SUFFIXES) -> list[P
     return out
 
 
+def recorded_path(path: Path) -> str:
+    """How a result file names a photo: relative to its data set's folder, with that folder's name
+    (``dtu-dev/DJI_0057.JPG``, ``wta-train/images/envA_03.JPG``), never where the set lies on one machine."""
+    path = Path(os.path.abspath(path))
+    root = path.parent.parent if path.parent.name == "images" else path.parent
+    return f"{root.name}/{path.relative_to(root).as_posix()}" if root.name else path.name
+
+
 def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
     if size <= 0:
         return image
@@ -137,7 +145,7 @@ def load_model(args):
         state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
         model = BitswapVAE(BitswapConfig(**state["model_config"]))
         model.load_state_dict(state["model"])
-        return model.eval(), "checkpoint:" + str(args.checkpoint)
+        return model.eval(), "checkpoint:" + Path(args.checkpoint).name
     from edge.registry import get_spec, load_model as registry_load, weights_sha256
 
     return registry_load("bitswap"), weights_sha256(get_spec("bitswap").weights_path)
@@ -236,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             if bgr is None:
                 raise InputError("cannot be read as an image", str(path))
             image = centre_crop(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), args.crop)
-            row = {"image": str(path), "group": path.parent.parent.name if path.parent.name == "images"
+            row = {"image": recorded_path(path), "group": path.parent.parent.name if path.parent.name == "images"
                    else path.parent.name, "height": image.shape[0], "width": image.shape[1],
                    "pixels": image.shape[0] * image.shape[1]}
             row.update(measure_classical(image, codecs))

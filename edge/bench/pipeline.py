@@ -40,7 +40,7 @@ import numpy as np
 
 from edge.bench import baselines
 from edge.bench.classical import SWEEPS, bd_rate, rd_points
-from edge.bench.lossless import centre_crop, classical_codecs
+from edge.bench.lossless import centre_crop, classical_codecs, recorded_path
 from edge.bench.lossy import our_points
 from edge.bench.masks import load_mask
 from edge.bench.memory import PeakMemory
@@ -212,7 +212,7 @@ def measure_image(path: Path, options: BenchOptions, models: BenchModels, index:
     image, data = clock.run("decode_input", read_image, path)
     metadata = source_metadata_from_bytes(data, path.name, str(path))
     source_height, source_width = image.shape[:2]
-    row = {"image": path.name, "path": str(path),
+    row = {"image": path.name, "path": recorded_path(path),
            "source": {"bytes": len(data), "width": source_width, "height": source_height,
                       "pixels": source_width * source_height}}
 

@@ -21,6 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
+from edge.bench.lossless import recorded_path
 from edge.bench.pipeline import BenchModels, BenchOptions, finite, measure_image
 from edge.bench.report import summarize
 from edge.bench.uplink import Flight
@@ -67,9 +68,11 @@ def run_benchmark(paths: list[Path], options: BenchOptions, models: BenchModels,
                   progress: Callable[[str, int, str], None] | None = None) -> dict:
     """Measure every photo; ``progress(image, done, stage)`` hears each stage. Returns the result."""
     settings = {**asdict(options), "weights": weights, "flight": asdict(flight),
-                "masks": str(models.masks_dir) if models.masks_dir else models.mask_source,
+                "masks": Path(models.masks_dir).name if models.masks_dir else models.mask_source,
                 "segmentation": models.segmenter is not None}
-    settings["key"] = options.key({"weights": weights, "masks": settings["masks"],
+    # The key (resume) tells mask folders apart by where they are; the result names only the folder.
+    masks_key = str(models.masks_dir) if models.masks_dir else models.mask_source
+    settings["key"] = options.key({"weights": weights, "masks": masks_key,
                                    "segmentation": settings["segmentation"]})
     result = {"format": FORMAT, "machine": machine_info(), "settings": finite(settings),
               "started": time.strftime("%Y-%m-%d %H:%M:%S %z"), "complete": False, "images": []}
@@ -80,7 +83,7 @@ def run_benchmark(paths: list[Path], options: BenchOptions, models: BenchModels,
             result["started"] = previous.get("started", result["started"])
     done = {row["path"] for row in result["images"]}
     for index, path in enumerate(paths):
-        if str(path) in done:
+        if recorded_path(path) in done:
             continue
         report = (lambda stage, name=Path(path).name, count=len(result["images"]):
                   progress(name, count, stage)) if progress else None

@@ -39,11 +39,13 @@ def run(args: argparse.Namespace) -> int:
     if args.tau_sweep:
         taus = [float(t) for t in args.tau_sweep.split(",")]
         sweep = tau_sweep(args.data, model, taus, SegmentSettings(use_forest=forest), args.split)
+        sweep["data"] = args.data.resolve().name    # the data set, not where it lies on this machine
         if args.json:
             args.json.write_text(json.dumps(sweep, indent=1))
         print(format_tau_sweep(sweep))
         return 0
     evaluation = evaluate_segmentation(args.data, model, SegmentSettings(tau_bu=args.tau, use_forest=forest), args.split)
+    evaluation["data"] = args.data.resolve().name
     write_evaluation(evaluation, args.json, args.plot)
     print(format_table(evaluation))
     if args.guard_report:

@@ -38,11 +38,11 @@ import torch
 
 from edge.errors import ConfigError
 from edge.train.common import resolve_device
+from edge.train.data import WTA_TRAIN_ENV, wta_train_folder
 from edge.train.heldout import KINDS, SHIPPED, DataFolders, load_model, score, score_file
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DATA = Path("/work/shared/data/wta-train")
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 # Share of a CPU budget per model (one after another); on a GPU each has the whole budget.
 SHARES = {"lossy": 0.35, "lossless": 0.2, "implicit": 0.25, "seg": 0.2}
@@ -54,8 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for runs, candidates and summary.json")
     parser.add_argument("--minutes", type=float, default=8.0, help="wall-clock budget for all models together")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                        help="a wta-train folder (images/, masks/) or a packed set (scripts/gpu_burst.sh pack)")
+    parser.add_argument("--data", type=Path,
+                        help="a wta-train folder (images/, masks/) or a packed set (scripts/gpu_burst.sh pack); "
+                             f"default: ${WTA_TRAIN_ENV}")
     parser.add_argument("--synth", type=Path, help="an `edge synth` inspection: extra training frames "
                                                    "for the lossy coder and the segmentation network")
     parser.add_argument("--models", default=",".join(KINDS), help=f"comma-separated subset of {','.join(KINDS)}")
@@ -69,8 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     kinds = [k.strip() for k in args.models.split(",") if k.strip()]
-    summary = train_all(args.out, args.minutes, args.device, args.data, kinds, args.weights_dir, args.jobs,
-                        args.threads, args.synth, args.val_crops, args.keep_checkpoints)
+    summary = train_all(args.out, args.minutes, args.device, wta_train_folder(args.data), kinds, args.weights_dir,
+                        args.jobs, args.threads, args.synth, args.val_crops, args.keep_checkpoints)
     for kind, entry in summary["models"].items():
         print(f"{kind}: {entry['verdict']}")
     print(f"summary: {args.out / 'summary.json'}")

@@ -7,15 +7,28 @@ another model of the pipeline was trained on.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from edge.errors import InputError
+from edge.errors import ConfigError, InputError
 from edge.segment.dataset import is_held_out
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
+WTA_TRAIN_ENV = "EDGE_WTA_TRAIN"      # the wta-train folder when a command is not given one
+
+
+def wta_train_folder(given: Path | str | None = None) -> Path:
+    """The wta-train folder: ``given`` (a ``--data`` argument) or else $EDGE_WTA_TRAIN."""
+    if given:
+        return Path(given)
+    folder = os.environ.get(WTA_TRAIN_ENV, "")
+    if not folder:
+        raise ConfigError(f"no wta-train folder: give --data DIR or set {WTA_TRAIN_ENV}=DIR "
+                          "(DIR holds images/ and masks/)", "data")
+    return Path(folder)
 
 
 def list_images(folder: Path) -> list[Path]:

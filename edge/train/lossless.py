@@ -35,6 +35,7 @@ from edge.codec.bitswap.model import BitswapConfig, BitswapVAE, bits_per_subpixe
 from edge.errors import ConfigError, InputError
 from edge.train.common import (add_device_arguments, autocast, batch_on_device, batches, exclusive_run,
                                loader_workers, logged_to_file, on_device, resolve_device)
+from edge.train.data import WTA_TRAIN_ENV, wta_train_folder
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,8 @@ CROP_ALIGN = 16
 
 @dataclass
 class LosslessTrainConfig:
-    data: list[str] = field(default_factory=lambda: ["/work/shared/data/wta-train"])
-    ckpt_dir: str = "/work/ckpt/bitswap"
+    data: list[str] = field(default_factory=list)     # empty: $EDGE_WTA_TRAIN (edge.train.data)
+    ckpt_dir: str = ""
     steps: int = 200000
     batch: int = 16
     lr: float = 5e-4
@@ -378,8 +379,9 @@ def export_weights(ckpt_path: Path, out_path: Path, latent_bins: int = 1024) -> 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = LosslessTrainConfig()
-    parser.add_argument("--data", nargs="+", default=defaults.data, help="data directories with images/")
-    parser.add_argument("--ckpt-dir", default=defaults.ckpt_dir, help="checkpoint directory (resumes from it)")
+    parser.add_argument("--data", nargs="+", default=defaults.data,
+                        help=f"data directories with images/ (default: ${WTA_TRAIN_ENV})")
+    parser.add_argument("--ckpt-dir", required=True, help="checkpoint directory (resumes from it)")
     helps = {
         "steps": "total optimizer steps (also the length of the cosine schedule)",
         "batch": "64x64 crops per step", "warmup": "steps of linear learning-rate warm-up",
@@ -413,6 +415,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"exported step {info['step']} (val {info['best']:.4f} bits/sub-pixel) to {args.export}")
         return 0
     fields = {name: getattr(args, name) for name in LosslessTrainConfig.__dataclass_fields__}
+    fields["data"] = fields["data"] or [str(wta_train_folder())]
     result = train(LosslessTrainConfig(**fields))
     print(json.dumps(result))
     return 0

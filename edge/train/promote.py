@@ -1,12 +1,13 @@
 """`edge train promote OUT`: ship the candidates of `edge train all` that are clearly better.
 
 For each ``OUT/KIND/candidate.pt``, the candidate and the shipped weights (``--weights-dir``) are
-scored on the held-out scenes of ``--data`` (the full wta-train photos by default, whatever the
-candidate was trained on) with the trainers' own validation code (:mod:`edge.train.heldout`).
-A candidate ships only when its score beats the shipped one by at least :data:`MARGIN`: it is
-exported over the shipped file (fp16, with the lossy coders' entropy tables, by its trainer's
-own export) and a section with its steps, minutes, device and held-out numbers is added to the
-model card. Any other candidate is refused with the two scores; the shipped file stays.
+scored on the held-out scenes of ``--data`` (the full wta-train photos, by default
+$EDGE_WTA_TRAIN, whatever the candidate was trained on) with the trainers' own validation code
+(:mod:`edge.train.heldout`). A candidate ships only when its score beats the shipped one by at
+least :data:`MARGIN`: it is exported over the shipped file (fp16, with the lossy coders' entropy
+tables, by its trainer's own export) and a section with its steps, minutes, device and held-out
+numbers is added to the model card. Any other candidate is refused with the two scores; the
+shipped file stays.
 """
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from pathlib import Path
 import torch
 
 from edge.errors import EdgeError, InputError
-from edge.train.all import DEFAULT_DATA, DEFAULT_WEIGHTS
+from edge.train.all import DEFAULT_WEIGHTS
 from edge.train.common import resolve_device
+from edge.train.data import WTA_TRAIN_ENV, wta_train_folder
 from edge.train.heldout import KINDS, SHIPPED, DataFolders, score_file
 
 # How much lower a candidate's held-out score must be to count as clearly better: 0.1 of the
@@ -36,7 +38,7 @@ class NothingBetter(EdgeError):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", type=Path, help="the --out folder of `edge train all`")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="held-out scenes to compare on")
+    parser.add_argument("--data", type=Path, help=f"held-out scenes to compare on (default: ${WTA_TRAIN_ENV})")
     parser.add_argument("--weights-dir", type=Path, default=DEFAULT_WEIGHTS,
                         help="the shipped weights and model cards (overwritten when a candidate ships)")
     parser.add_argument("--models", default=",".join(KINDS), help="comma-separated subset to consider")
@@ -46,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     kinds = [k.strip() for k in args.models.split(",") if k.strip()]
-    decisions = promote(args.out, args.data, args.weights_dir, kinds, args.device, args.dry_run)
+    decisions = promote(args.out, wta_train_folder(args.data), args.weights_dir, kinds, args.device, args.dry_run)
     for decision in decisions:
         print(f"{decision['kind']}: {decision['message']}")
     if not any(d["shipped"] for d in decisions) and not args.dry_run:

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class SegTrainConfig:
     data: list[str] = field(default_factory=list)
-    ckpt_dir: str = "/work/ckpt/seg"
+    ckpt_dir: str = ""
     steps: int = 12000
     batch: int = 4
     lr: float = 1e-3
@@ -452,7 +452,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", action="append", default=[], metavar="DIR",
                         help="data directory with images/ and masks/ (repeatable); "
                              "held-out wta-train scenes are used for validation only")
-    parser.add_argument("--ckpt-dir", default=defaults.ckpt_dir, help="checkpoints and train.log (resumes from last.pt)")
+    parser.add_argument("--ckpt-dir", required=True, help="checkpoints and train.log (resumes from last.pt)")
     for name in ("steps", "batch", "base_width", "long_side", "crop", "crf_ramp", "eval_every", "ckpt_every",
                  "threads", "seed", "max_val", "freeze_blocks", "unfreeze_at"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
