@@ -16,10 +16,13 @@ from pathlib import Path
 import torch
 
 from edge.errors import ModelError
+from edge.registry import MODELS, load_model, load_weights_file
 from edge.runtime.artifacts import (check_artifact, engine_path, expected_meta, timing_cache_path,
                                     write_artifact)
 from edge.runtime.networks import NetworkGroup, example_input, lossy_group, segmentation_group
 from edge.runtime.onnx_export import export_group
+from edge.runtime.tensorrt import (TensorRTBackend, build_from_onnx, build_with_torch2trt, current_target,
+                                   systemd_keepalive, tensorrt_problem)
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +55,15 @@ class BuildReport:
 
 def groups_to_build(lossy_weights: Path | None = None, segment_weights: Path | None = None,
                     report: BuildReport | None = None) -> list[NetworkGroup]:
-    """The shipped models whose weights are present (or the given weights files)."""
-    from edge.registry import MODELS, load_model
+    """The shipped models whose weights are present (or the given weights files).
+
+    A segmentation weights file goes through bunetv2's loader, which also reads bunetv2-lite0 files.
+    """
     groups = []
     if lossy_weights is not None:
-        from edge.codec.lossy.weights import load_coder
-        groups.append(lossy_group(load_coder(Path(lossy_weights), "hp-easn")))
+        groups.append(lossy_group(load_weights_file("hp-easn", lossy_weights)))
     if segment_weights is not None:
-        from edge.segment.unet import load_weights
-        model = load_weights(Path(segment_weights))
+        model = load_weights_file("bunetv2", segment_weights)
         groups.append(segmentation_group(model, getattr(model, "registry_name", "bunetv2")))
     for name, spec in sorted(MODELS.items()):
         given = {"lossy": lossy_weights, "segmentation": segment_weights}
@@ -83,7 +86,6 @@ def build_engines(folder: Path, precision: str = "fp16", builder: str = "onnx-tr
     folder = Path(folder)
     report = BuildReport(folder)
     groups = groups_to_build(lossy_weights, segment_weights, report)
-    from edge.runtime.tensorrt import tensorrt_problem
     report.tensorrt = tensorrt_problem() or ""
     for group in groups:
         exported = export_group(group, folder)
@@ -99,8 +101,6 @@ def build_engines(folder: Path, precision: str = "fp16", builder: str = "onnx-tr
 
 def _build_one(group: NetworkGroup, name: str, onnx_file: Path, folder: Path, precision: str,
                builder: str, force: bool, notifier) -> BuildLine:
-    from edge.runtime.tensorrt import (TensorRTBackend, build_from_onnx, build_with_torch2trt,
-                                       current_target, systemd_keepalive)
     network = group.networks[name]
     target = current_target(precision)
     path = engine_path(folder, group, network, target)

@@ -84,9 +84,8 @@ def weights_fingerprint(module: nn.Module) -> str:
 
 
 def lossy_group(coder, batch: int | None = None) -> NetworkGroup:
-    """g_a, h_a and g_s of a :class:`edge.codec.lossy.coder.LossyCoder` at its patch size."""
-    from edge.codec.lossy.coder import BATCH
-    batch = batch or BATCH
+    """g_a, h_a and g_s of a :class:`edge.codec.lossy.coder.LossyCoder` at its patch size and batch."""
+    batch = batch or coder.batch
     model, p = coder.model, coder.patch_size
     m = model.config.m
     tag = f"p{p}"

@@ -25,6 +25,8 @@ from edge.runtime.artifacts import (PRECISIONS, check_artifact, default_engines_
                                     expected_meta, onnx_path)
 from edge.runtime.backends import Backend, OnnxRuntimeBackend, TorchBackend
 from edge.runtime.networks import NetworkGroup, lossy_group, segmentation_group
+from edge.runtime.onnx_export import onnx_expected
+from edge.runtime.tensorrt import TensorRTBackend, current_target, tensorrt_problem
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,6 @@ class Selection:
 
 def engine_paths(group: NetworkGroup, settings: RuntimeSettings) -> dict[str, Path]:
     """Valid TensorRT engines of every network of ``group``; ModelError says what is missing."""
-    from edge.runtime.tensorrt import current_target, tensorrt_problem
     problem = tensorrt_problem()
     if problem:
         raise ModelError(problem)
@@ -88,7 +89,6 @@ def engine_paths(group: NetworkGroup, settings: RuntimeSettings) -> dict[str, Pa
 
 def onnx_paths(group: NetworkGroup, settings: RuntimeSettings) -> dict[str, Path]:
     """Valid ONNX files of every network of ``group``; ModelError says what is missing."""
-    from edge.runtime.onnx_export import onnx_expected
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
@@ -108,7 +108,6 @@ def select_backend(group: NetworkGroup, settings: RuntimeSettings | None = None)
     wanted = settings.backend
     passed_over = []
     if wanted in ("auto", "tensorrt"):
-        from edge.runtime.tensorrt import TensorRTBackend
         try:
             return Selection(TensorRTBackend(engine_paths(group, settings)), tuple(passed_over))
         except ModelError as error:

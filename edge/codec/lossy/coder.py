@@ -42,6 +42,7 @@ class LossyCoder:
     """Compress patches to per-patch streams and back; the coder contract of edge.codec.contract."""
 
     name = "lossy"
+    batch = BATCH    # patches per network call, also the batch accelerated engines are built for
 
     def __init__(self, model: HyperpriorEASN, tables: EntropyTables, model_name: str,
                  weights_sha256: str, patch_size: int = PATCH_SIZE):
