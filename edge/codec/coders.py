@@ -28,11 +28,15 @@ from typing import Callable
 import numpy as np
 
 from edge.codec import jpegexact
+from edge.codec.bitswap.coder import BitswapCoder
+from edge.codec.bitswap.streams import StreamPool
 from edge.codec.classical import ClassicalCoder
 from edge.codec.contract import CodedRegion, Region
 from edge.codec.imageio import decode_image_bytes
 from edge.codec.patches import PatchGrid, blade_cells, from_patches, mirror_pad, to_patches
 from edge.errors import CodingError, InputError, ModelError
+from edge.registry import load_model
+from edge.runtime.select import accelerate_coder
 
 
 @dataclass(frozen=True)
@@ -179,25 +183,20 @@ class Coders:
     @property
     def implicit(self):
         if self._implicit is None:
-            from edge.registry import load_model   # the model registry imports the codec: load on use
             self._implicit = load_model(self._names["implicit-roi"])
         return self._implicit
 
     @property
     def lossy(self):
         if self._lossy is None:
-            from edge.registry import load_model
             self._lossy = load_model(self._names["lossy"])
             if self.runtime is not None:
-                from edge.runtime.select import accelerate_coder   # runtime backends import torch extras
                 accelerate_coder(self._lossy, self.runtime)
         return self._lossy
 
     @property
     def lossless(self):
         if self._lossless is None:
-            from edge.codec.bitswap.coder import BitswapCoder
-            from edge.codec.bitswap.streams import StreamPool
             if self.bitswap_workers > 0:
                 self._pool = StreamPool(self.bitswap_workers)
             self._lossless = BitswapCoder.from_registry(self._names["bitswap"], pool=self._pool)

@@ -24,6 +24,7 @@ from edge.codec import roi
 from edge.codec.coders import BY_CODER_ID, Coders, region_coders
 from edge.codec.container import Bundle, BundleRegion, SourceMetadata, pixels_sha256
 from edge.codec.imageio import read_image
+from edge.codec.implicit.coder import MASK_CELL
 from edge.codec.maskcode import encode_mask
 from edge.codec.metadata import source_metadata_from_bytes
 from edge.codec.patches import PatchGrid, blade_cells, cells_to_mask
@@ -107,7 +108,6 @@ def compress_pixels(image: np.ndarray, metadata: SourceMetadata, settings: Codin
     if settings.mode == "implicit-roi":
         if mask is None:
             raise InputError("implicit-roi mode needs a blade mask (--mask or --segment)", metadata.filename)
-        from edge.codec.implicit.coder import MASK_CELL
         started = time.perf_counter()
         # Code with the mask the decoder will get back from the bundle: fine cells of MASK_CELL pixels.
         grid = PatchGrid(height, width, MASK_CELL)

@@ -14,7 +14,7 @@ import numpy as np
 
 from edge.errors import InputError
 from edge.segment.dataset import group_by_surface, is_held_out, list_frames, read_mask, read_rgb
-from edge.segment.metrics import METRIC_NAMES, acceptance_curve, frame_scores, summarise
+from edge.segment.metrics import METRIC_NAMES, FrameScores, acceptance_curve, frame_scores, summarise
 from edge.segment.pipeline import (STEPS, SegmentSettings, postprocess, segment_surface, unet_probabilities,
                                    with_model_defaults)
 from edge.segment.unet import BUNetV2
@@ -108,8 +108,6 @@ def format_tau_sweep(sweep: dict) -> str:
 
 def summarise_frames(frames: list[dict], seconds_per_image: dict[str, float], meta: dict) -> dict:
     """Tables (all frames with blade, close-ups) and acceptance curves from per-frame scores."""
-    from edge.segment.metrics import FrameScores
-
     def scores_of(step: str, subset: list[dict]) -> list[FrameScores]:
         fields = FrameScores.__dataclass_fields__
         return [FrameScores(**{k: f["scores"][step][k] for k in fields}) for f in subset]

@@ -24,6 +24,8 @@ import cv2
 import numpy as np
 
 from edge.errors import InputError
+from edge.registry import load_model
+from edge.runtime.select import accelerate_segmenter
 from edge.segment.confidence import is_unsure, mask_confidence
 from edge.segment.dataset import read_rgb
 from edge.segment.forest import ForestSettings, soft_vote, surface_forest_probabilities
@@ -178,12 +180,10 @@ def load_segmenter(weights: Path | str | None = None, runtime=None) -> BUNetV2:
     runs on the backend it selects (TensorRT, ONNX Runtime or PyTorch).
     """
     if weights is None:
-        from edge.registry import load_model  # the registry imports loaders lazily too
         model = load_model(DEFAULT_SEGMENTER)
     else:
         model = load_weights(Path(weights))
     if runtime is not None:
-        from edge.runtime.select import accelerate_segmenter
         model = accelerate_segmenter(model, runtime, getattr(model, "registry_name", "bunetv2"))
     return model
 

@@ -140,7 +140,8 @@ def load_weights(path: Path) -> BUNetV2:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         if isinstance(payload, dict) and payload.get("arch"):
-            # Weights of another segmentation network (edge.segment.effnet) given by file name.
+            # Weights of another segmentation network (edge.segment.effnet) given by file name;
+            # imported here because effnet imports this module (its blocks and normalisation).
             from edge.segment import effnet
             if payload["arch"] != effnet.ARCH:
                 raise KeyError(f"unknown arch {payload['arch']!r}")

@@ -28,6 +28,7 @@ from edge.codec.bitswap.streams import StreamPool
 from edge.codec.contract import CodedRegion
 from edge.codec.patches import PatchGrid, from_patches, mirror_pad, to_patches
 from edge.errors import CodingError, InputError, ModelError
+from edge.registry import get_spec, load_model, weights_sha256
 
 STANDALONE_SEED_WORDS = 4096      # more than the first posterior of a patch ever takes
 PATCHES_PER_STREAM = 32           # standalone: at least this many patches share one stream
@@ -92,8 +93,6 @@ class BitswapCoder:
     @classmethod
     def from_registry(cls, name: str = "bitswap", pool: StreamPool | None = None,
                       expected_sha256: str | None = None) -> "BitswapCoder":
-        from edge.registry import get_spec, load_model, weights_sha256
-
         model = load_model(name, expected_sha256)
         return cls(model, weights_sha256(get_spec(name).weights_path), model_name=name, pool=pool)
 

@@ -112,6 +112,7 @@ class LocalStreams:
 
 # --- process pool ----------------------------------------------------------------------------
 def _worker_main(connection) -> None:
+    # Imported here, in the worker: edge.codec.bitswap.coding imports this module (its stream pool).
     import torch
 
     from edge.codec.bitswap.coding import CanonicalNetworks, decode_patches, encode_patches

@@ -33,7 +33,7 @@ from edge.codec.contract import CodedRegion
 from edge.codec.implicit.model import ImplicitROI, anchor_mask
 from edge.codec.entropy import TableModels, open_stream, to_symbols
 from edge.codec.lossy.tables import SCALE_TABLE, EntropyTables
-from edge.codec.patches import PatchGrid, from_patches, mirror_pad, to_patches
+from edge.codec.patches import PatchGrid, blade_cells, cells_to_mask, from_patches, mirror_pad, to_patches
 from edge.errors import CodingError
 
 CODER = "implicit-roi"
@@ -262,7 +262,5 @@ def tile_masks(mask: np.ndarray, grid: PatchGrid) -> np.ndarray:
 
 def coded_mask(mask: np.ndarray) -> np.ndarray:
     """The mask a decoder gets back from a bundle: MASK_CELL cells, blade when any pixel is."""
-    from edge.codec.patches import blade_cells, cells_to_mask
-
     grid = PatchGrid(mask.shape[0], mask.shape[1], MASK_CELL)
     return cells_to_mask(blade_cells(mask, grid), grid)
