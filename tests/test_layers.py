@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")   # installed by the dev extra
 
@@ -24,14 +26,25 @@ def test_the_repository_keeps_every_import_contract():
     assert "0 broken" in result.stdout
 
 
-def test_a_codec_module_importing_the_daemon_breaks_a_contract(tmp_path):
+# An upward import of each kind: a library module reaching a service, the runtime reaching the codec
+# (the coder is passed to it), the registry reaching a loader's module (it names them instead).
+PLANTED = [
+    ("codec/container.py", "import edge.daemon.pipeline", "edge.codec.container -> edge.daemon.pipeline"),
+    ("runtime/networks.py", "from edge.codec.lossy.coder import BATCH",
+     "edge.runtime.networks -> edge.codec.lossy.coder"),
+    ("registry.py", "import edge.segment.unet", "edge.registry -> edge.segment.unet"),
+]
+
+
+@pytest.mark.parametrize("module, line, reported", PLANTED, ids=[p[0] for p in PLANTED])
+def test_an_upward_import_breaks_a_contract(tmp_path, module, line, reported):
     shutil.copytree(REPO / "edge", tmp_path / "edge", ignore=shutil.ignore_patterns("weights", "__pycache__"))
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
-    planted = tmp_path / "edge" / "codec" / "container.py"
-    planted.write_text(planted.read_text() + "\nimport edge.daemon.pipeline  # planted\n")
+    planted = tmp_path / "edge" / module
+    planted.write_text(planted.read_text() + f"\n{line}  # planted\n")
 
     result = lint_imports(tmp_path)
     assert result.returncode != 0, result.stdout
     assert "BROKEN" in result.stdout
     # The report names the planted import, so it linted the copy, not the installed package.
-    assert "edge.codec.container -> edge.daemon.pipeline" in result.stdout, result.stdout
+    assert reported in result.stdout, result.stdout
