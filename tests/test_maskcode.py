@@ -10,16 +10,20 @@ import pytest
 from edge.codec.maskcode import MAX_CELLS, decode_mask, encode_mask
 from edge.codec.patches import PatchGrid, blade_cells
 from edge.errors import BundleError
-
-# shared/ sits beside the repository (also in CI's fresh clone).
-MASKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "wta-train" / "masks"
+from tests.wta_sample import SAMPLE, SET_SIZE, mask_paths
 
 
 def real_masks() -> list[Path]:
-    paths = sorted(MASKS.glob("*.png"))
-    if not paths:
-        pytest.skip(f"no wta-train masks under {MASKS}")
+    """The sample's masks on every clone; all 189 of wta-train where the full set is here."""
+    paths = mask_paths()
+    assert len(paths) >= 7, f"the wta sample's masks are missing from {SAMPLE}"
     return paths
+
+
+def read_at_set_size(path: Path) -> np.ndarray:
+    """A real mask on the full set's 1920x1080 pixels (the sample's are half size), as bool."""
+    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    return cv2.resize(mask, SET_SIZE[::-1], interpolation=cv2.INTER_NEAREST) > 127
 
 
 def round_trip(cells: np.ndarray) -> bytes:
@@ -68,14 +72,8 @@ def test_independent_random_cells_cost_about_one_bit_each():
 
 
 def test_every_real_mask_codes_under_200_bytes_at_patch_64():
-    grid = PatchGrid(1080, 1920, 64)
-    sizes = []
-    for path in real_masks():
-        mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) > 127
-        assert mask.shape == (grid.height, grid.width), path
-        cells = blade_cells(mask, grid)
-        sizes.append(len(round_trip(cells)))
-    assert len(sizes) >= 100
+    grid = PatchGrid(*SET_SIZE, 64)
+    sizes = [len(round_trip(blade_cells(read_at_set_size(path), grid))) for path in real_masks()]
     assert max(sizes) < 200, max(sizes)
 
 
@@ -108,8 +106,7 @@ def test_malformed_codes_raise_bundle_error(bad):
 
 
 def test_truncated_or_extended_real_code_raises_bundle_error():
-    mask = cv2.imread(str(real_masks()[0]), cv2.IMREAD_GRAYSCALE) > 127
-    code = encode_mask(blade_cells(mask, PatchGrid(1080, 1920, 64)))
+    code = encode_mask(blade_cells(read_at_set_size(real_masks()[0]), PatchGrid(*SET_SIZE, 64)))
     for end in range(len(code)):
         with pytest.raises(BundleError):
             decode_mask(code[:end])
