@@ -1,12 +1,13 @@
 """Bit-swap speed: the same real 64x64 patches coded three ways, each decoded back exactly.
 
-    python scripts/bitswap_speed.py [--patches 128] [--streams 16] [--workers 2] [--threads 1]
+    python scripts/bitswap_speed.py PHOTO [--patches 128] [--streams 16] [--workers 2] [--threads 1]
 
 - sequential: one stream, one process (the reference's chain);
 - lock-step: ``--streams`` streams in one process (one network call and one ANS request per round);
 - pool: the same streams sharded over ``--workers`` processes (networks and ANS in each).
 
-The patches come from the centre 1024x1024 of the first dtu-dev photo (evaluation only). The
+The patches come from the centre 1024x1024 of PHOTO (the numbers in docs/benchmarks.md: a
+dtu-dev photo). The
 net rate excludes the seed words. Run it on idle cores: it measures wall time.
 """
 from __future__ import annotations
@@ -24,11 +25,7 @@ from edge.codec.bitswap.streams import StreamPool
 from edge.codec.imageio import read_image
 from edge.codec.patches import PatchGrid, mirror_pad, to_patches
 
-DTU_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "dtu-dev"
-
-
-def centre_patches(count: int) -> np.ndarray:
-    photo = sorted(p for p in DTU_DEV.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[0]
+def centre_patches(photo: Path, count: int) -> np.ndarray:
     image = read_image(photo)[0]
     top, left = image.shape[0] // 2 - 512, image.shape[1] // 2 - 512
     grid = PatchGrid(1024, 1024, 64)
@@ -52,13 +49,14 @@ def time_mode(coder: BitswapCoder, patches: np.ndarray, seeds: list[np.ndarray])
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("photo", type=Path, help="a photo of at least 1024x1024 (its centre is coded)")
     parser.add_argument("--patches", type=int, default=128)
     parser.add_argument("--streams", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads of this process")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    patches = centre_patches(args.patches)
+    patches = centre_patches(args.photo, args.patches)
     seeds = [standalone_seed(100 + s) for s in range(args.streams)]
     with StreamPool(args.workers) as pool:
         shipped = BitswapCoder.from_registry()

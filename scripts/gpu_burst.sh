@@ -2,7 +2,7 @@
 # Train every model for a few minutes on a leased GPU machine, from the shipped weights.
 #
 #   scripts/gpu_burst.sh pack [--data DIR] [--pack DIR]     here, where wta-train is (default
-#       /work/shared/data/wta-train): writes the compact training set to burst-pack/ (ignored by
+#       $EDGE_WTA_TRAIN): writes the compact training set to burst-pack/ (ignored by
 #       git) and checks that it fits, with the repository, in the 64 MiB a lease takes.
 #   scripts/gpu_burst.sh run --out DIR [--minutes 8] [--device cuda] [--pack DIR] [--work DIR]
 #       there: needs no network and no pip, only the machine's python3 with torch, numpy,
@@ -11,7 +11,7 @@
 #       summary.json, logs.tar.gz and candidates.tar.NN (parts of 15 MiB, to fit the lease's
 #       16 MiB per file). The training folder itself stays in --work (default /tmp/edge-burst).
 #   scripts/gpu_burst.sh unpack DIR DEST      here: joins and unpacks DIR's candidates into
-#       DEST; then `edge train promote DEST` ships those that are clearly better.
+#       DEST; then `edge train promote DEST/train --data WTA` ships those that are clearly better.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -30,7 +30,7 @@ tree_bytes() {    # what a lease copies: tracked and untracked-not-ignored files
 }
 
 cmd_pack() {
-    local data=/work/shared/data/wta-train
+    local data=${EDGE_WTA_TRAIN:-}
     while [[ $# -gt 0 ]]; do
         case $1 in
             --data) data=$2; shift 2 ;;
@@ -38,6 +38,7 @@ cmd_pack() {
             *) die "pack: unknown option $1" ;;
         esac
     done
+    [[ -n $data ]] || die "pack: no wta-train folder: give --data DIR or set EDGE_WTA_TRAIN=DIR"
     [[ -d $data/images && -d $data/masks ]] || die "pack: $data is not a wta-train folder (images/, masks/)"
     rm -rf "$PACK"
     PYTHONPATH=. "$(python_here)" -m edge.train.pack "$data" "$PACK"
@@ -145,7 +146,7 @@ cmd_unpack() {
     mkdir -p "$2"
     cat "$1"/candidates.tar.* | tar xf - -C "$2"
     [[ -f $1/logs.tar.gz ]] && tar xzf "$1/logs.tar.gz" -C "$2"
-    echo "unpacked into $2/train; next: edge train promote $2/train"
+    echo "unpacked into $2/train; next: edge train promote $2/train --data WTA (or set EDGE_WTA_TRAIN)"
 }
 
 case ${1:-} in
