@@ -5,6 +5,7 @@ drone photos so RD curves overlap ours.
 """
 from __future__ import annotations
 
+import imagecodecs
 import numpy as np
 
 from edge.codec.quality import psnr
@@ -19,8 +20,6 @@ SWEEPS = {
 
 
 def encoder(name: str, parameter):
-    import imagecodecs
-
     if name == "jpeg2000":
         return lambda a: imagecodecs.jpeg2k_encode(a, level=parameter), imagecodecs.jpeg2k_decode
     if name == "webp":
@@ -51,7 +50,7 @@ def bd_rate(anchor: list[dict], test: list[dict]) -> float | None:
 
     Negative means ``test`` needs fewer bits. None when the curves do not overlap.
     """
-    import bjontegaard
+    import bjontegaard   # imported here: an optional dependency (the classical extra)
 
     def curve(points):
         pts = sorted((p["bpp"], p["psnr"]) for p in points if np.isfinite(p["psnr"]) and p["bpp"] > 0)

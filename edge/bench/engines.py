@@ -27,37 +27,36 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edge.codec.imageio import read_image
+from edge.codec.lossy.model import HyperpriorEASN, LossyConfig
+from edge.codec.lossy.weights import export_weights, load_coder
+from edge.registry import MODELS, load_model
 from edge.runtime.backends import OnnxRuntimeBackend, TorchBackend
 from edge.runtime.networks import NetworkGroup, lossy_group, segmentation_group
 from edge.runtime.onnx_export import export_group
+from edge.segment.unet import BUNetV2, UNetConfig, load_weights
 
 
 def load_models(lossy_weights: Path | None, segment_weights: Path | None) -> tuple:
     """(lossy coder, U-Net, where their weights came from)."""
-    from edge.registry import MODELS, load_model
     origin = {}
     if lossy_weights is not None:
-        from edge.codec.lossy.weights import load_coder
         coder, origin["lossy"] = load_coder(Path(lossy_weights)), str(lossy_weights)
     elif "hp-easn" in MODELS and MODELS["hp-easn"].weights_path.is_file():
         coder, origin["lossy"] = load_model("hp-easn"), "shipped hp-easn"
     else:
         coder, origin["lossy"] = _random_lossy_coder(), "random init of LossyConfig() (n=128, m=192)"
     if segment_weights is not None:
-        from edge.segment.unet import load_weights
         unet, origin["segmentation"] = load_weights(Path(segment_weights)), str(segment_weights)
     elif "bunetv2" in MODELS and MODELS["bunetv2"].weights_path.is_file():
         unet, origin["segmentation"] = load_model("bunetv2"), "shipped bunetv2"
     else:
-        from edge.segment.unet import BUNetV2, UNetConfig
         torch.manual_seed(0)
         unet, origin["segmentation"] = BUNetV2(UNetConfig()).eval(), "random init of UNetConfig() (width 16, long side 512)"
     return coder, unet, origin
 
 
 def _random_lossy_coder():
-    from edge.codec.lossy.model import HyperpriorEASN, LossyConfig
-    from edge.codec.lossy.weights import export_weights, load_coder
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "random-lossy.pt"
@@ -137,7 +136,6 @@ def latent_agreement(coder, patches, levels, folder: Path, threads: int = 1) -> 
 
 def image_patches_from(paths: list[Path], count: int, size: int = 256) -> np.ndarray:
     """Up to ``count`` patches from the images, taken on a grid around each image's centre."""
-    from edge.codec.imageio import read_image
     patches = []
     per_image = max(1, count // max(1, len(paths)))
     for path in paths:
@@ -171,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agreement-patches", type=int, default=16, help="patches for --images")
     parser.add_argument("--skip-speed", action="store_true", help="only the latent count (with --images)")
     args = parser.parse_args(argv)
-    import onnxruntime
+    import onnxruntime   # imported here: an optional dependency (the onnx extra)
     coder, unet, origin = load_models(args.lossy_weights, args.segment_weights)
     groups = [lossy_group(coder), segmentation_group(unet)]
     with tempfile.TemporaryDirectory() as folder:

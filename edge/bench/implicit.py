@@ -34,12 +34,15 @@ import torch
 from edge.bench.baselines import two_layer_roi
 from edge.bench.classical import bd_rate
 from edge.codec.implicit.coder import MASK_CELL, ImplicitCoder, coded_mask
+from edge.codec.implicit.model import gaussian_likelihood
+from edge.codec.implicit.weights import load_coder
 from edge.codec.lossy.coder import PATCH_SIZE as LOSSY_PATCH
 from edge.codec.maskcode import encode_mask
 from edge.codec.metadata import source_metadata_from_bytes
 from edge.codec.patches import PatchGrid, blade_cells
 from edge.codec.photo import Coders, CodingSettings, compress_pixels, decompress_bundle
 from edge.codec.quality import psnr
+from edge.registry import load_model
 from edge.segment.dataset import is_held_out, list_frames, read_mask, read_rgb
 
 
@@ -95,8 +98,6 @@ def context_gain(coder: ImplicitCoder, image: np.ndarray, mask: np.ndarray, leve
     The anchors' parameters are the hyperprior-only ones, so using them for every latent is the
     same model without context. Also times the two-pass (anchors, then non-anchors) parameters.
     """
-    from edge.codec.implicit.model import gaussian_likelihood
-
     _, patches, masks = coder.tiles(image, coded_mask(mask))
     y_hat, z_hat = coder.analyse(patches, masks, level)
     bits = {"context": 0.0, "hyperprior_only": 0.0}
@@ -191,7 +192,7 @@ def summary(rows) -> dict:
 
 def write_plot(result: dict, path: Path) -> None:
     """Two panels from the JSON: mean ROI-PSNR and whole-image PSNR against bpp."""
-    import matplotlib
+    import matplotlib   # imported here: an optional dependency (the classical extra)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -231,9 +232,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, help="write the RD plot (PNG) here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from edge.codec.implicit.weights import load_coder
-    from edge.registry import load_model
-
     methods = set(args.methods.split(","))
     implicit = explicit = None
     if "implicit" in methods:

@@ -31,17 +31,23 @@ import tempfile
 import time
 from pathlib import Path
 
+import imagecodecs
 import numpy as np
+import torch
 
 from edge.bench.lossless import list_inputs
 from edge.bench.masks import load_mask
 from edge.codec import jpegexact
 from edge.codec.container import encode_bundle
 from edge.codec.imageio import read_image
+from edge.codec.lossy.model import HyperpriorEASN, LossyConfig
+from edge.codec.lossy.weights import export_weights, load_coder
 from edge.codec.metadata import source_metadata_from_bytes
 from edge.codec.patches import PatchGrid, blade_cells, cells_to_mask
 from edge.codec.photo import Coders, CodingSettings, compress_pixels, decompress_bundle
+from edge.codec.roi import image_patches
 from edge.errors import EdgeError, InputError, ModelError
+from edge.registry import WEIGHTS_DIR
 
 JPEG_SUFFIXES = {".jpg", ".jpeg"}
 FLOOR_RATIO = 2.5
@@ -50,18 +56,11 @@ FLOOR_BLADE_FRACTION = 0.40
 
 def load_coders(folder: Path) -> tuple[Coders, bool, bool]:
     """(coders, lossy weights are the shipped ones, shipped Bit-swap weights exist)."""
-    from edge.registry import WEIGHTS_DIR
-
     coders = Coders()
     try:
         coders.lossy  # noqa: B018 - loads the shipped model if there is one
         shipped = True
     except ModelError:
-        import torch
-
-        from edge.codec.lossy.model import HyperpriorEASN, LossyConfig
-        from edge.codec.lossy.weights import export_weights, load_coder
-
         torch.manual_seed(0)
         path = folder / "random-lossy.pt"
         export_weights(HyperpriorEASN(LossyConfig(n=16, m=24)), path)
@@ -73,8 +72,6 @@ def load_coders(folder: Path) -> tuple[Coders, bool, bool]:
 
 def jpegxl_lossless_bytes(image: np.ndarray, cell_mask: np.ndarray, effort: int) -> int:
     """JPEG XL lossless of the blade cells' pixels (all other pixels 0), checked by decoding."""
-    import imagecodecs
-
     roi = np.where(cell_mask[..., None], image, 0).astype(np.uint8)
     stream = imagecodecs.jpegxl_encode(roi, lossless=True, effort=effort)
     if not np.array_equal(imagecodecs.jpegxl_decode(stream), roi):
@@ -84,8 +81,6 @@ def jpegxl_lossless_bytes(image: np.ndarray, cell_mask: np.ndarray, effort: int)
 
 def avif_background_bytes(image: np.ndarray, cell_mask: np.ndarray, patch_size: int, quality: int) -> int:
     """AVIF of the patches the lossy coder codes (fully exact patches flattened to grey)."""
-    import imagecodecs
-
     grid = PatchGrid(image.shape[0], image.shape[1], patch_size)
     flags = jpegexact.lossy_patch_flags(cell_mask, grid)
     area = cells_to_mask(flags, grid)
@@ -152,12 +147,10 @@ def measure(path: Path, masks: Path | None, coders: Coders, settings: CodingSett
 
 def _bitswap_blade_bytes(image: np.ndarray, cell_mask: np.ndarray, coders: Coders) -> int:
     """Bit-swap (standalone) on the 64-pixel patches covering the blade cells."""
-    from edge.codec import roi
-
     bitswap = coders.lossless
     grid = PatchGrid(image.shape[0], image.shape[1], bitswap.patch_size)
     flags = blade_cells(cell_mask, grid).ravel()
-    coded = bitswap.compress(roi.image_patches(image, grid)[flags])
+    coded = bitswap.compress(image_patches(image, grid)[flags])
     return coded.bits // 8
 
 
@@ -223,9 +216,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true",
                         help="keep the photos --json already holds for the same settings and lossy weights")
     args = parser.parse_args(argv)
-
-    import torch
-
     torch.set_num_threads(args.threads)
     if args.add_bitswap:
         if args.json is None or not args.json.exists():

@@ -26,17 +26,22 @@ import time
 from pathlib import Path
 
 import cv2
+import imagecodecs
 import numpy as np
+import torch
 
+from edge.codec.bitswap.coder import STANDALONE_SEED_WORDS, BitswapCoder
+from edge.codec.bitswap.model import BitswapConfig, BitswapVAE
+from edge.codec.bitswap.streams import StreamPool
+from edge.codec.patches import PatchGrid, mirror_pad, to_patches
 from edge.errors import EdgeError, InputError
+from edge.registry import get_spec, load_model as registry_load, weights_sha256
 
 CLASSICAL = ("png", "webp", "jpegxl", "jpeg2000", "jpegls")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
 
 
 def classical_codecs() -> dict:
-    import imagecodecs
-
     return {
         "png": (lambda a: imagecodecs.png_encode(a, level=9), imagecodecs.png_decode),
         "webp": (lambda a: imagecodecs.webp_encode(a, lossless=True, level=100), imagecodecs.webp_decode),
@@ -94,8 +99,6 @@ def measure_classical(image: np.ndarray, codecs: dict) -> dict:
 
 
 def measure_bitswap(coder, image: np.ndarray) -> dict:
-    from edge.codec.bitswap.coder import STANDALONE_SEED_WORDS
-
     pixels = image.shape[0] * image.shape[1]
 
     def cpu() -> np.ndarray:   # CPU seconds of this process (the networks) and of the pool's workers
@@ -123,10 +126,6 @@ def measure_bitswap(coder, image: np.ndarray) -> dict:
 
 def elbo_bpp(model, image: np.ndarray) -> float:
     """The model's negative ELBO (float32, one sample) on the image's patches, in bits per pixel."""
-    import torch
-
-    from edge.codec.patches import PatchGrid, mirror_pad, to_patches
-
     grid = PatchGrid(image.shape[0], image.shape[1], 64)
     patches = torch.from_numpy(to_patches(mirror_pad(image, grid), grid))
     generator = torch.Generator().manual_seed(0)
@@ -138,16 +137,10 @@ def elbo_bpp(model, image: np.ndarray) -> float:
 
 def load_model(args):
     if args.checkpoint:
-        import torch
-
-        from edge.codec.bitswap.model import BitswapConfig, BitswapVAE
-
         state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
         model = BitswapVAE(BitswapConfig(**state["model_config"]))
         model.load_state_dict(state["model"])
         return model.eval(), "checkpoint:" + Path(args.checkpoint).name
-    from edge.registry import get_spec, load_model as registry_load, weights_sha256
-
     return registry_load("bitswap"), weights_sha256(get_spec("bitswap").weights_path)
 
 
@@ -219,14 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the results to this JSON file")
     args = parser.parse_args(argv)
 
-    from edge.codec.bitswap.streams import StreamPool
-
     pool = StreamPool(args.workers)  # before anything could start CUDA
     try:
-        import torch
-
-        from edge.codec.bitswap.coder import BitswapCoder
-
         if args.threads:
             torch.set_num_threads(args.threads)
         model, weights_id = load_model(args)

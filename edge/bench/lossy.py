@@ -24,9 +24,11 @@ import torch
 from edge.bench.classical import SWEEPS, bd_rate, rd_points
 from edge.bench.lossless import centre_crop, list_inputs
 from edge.codec.imageio import read_image
+from edge.codec.lossy.weights import load_coder
 from edge.codec.patches import PatchGrid
 from edge.codec.quality import psnr
 from edge.codec.roi import image_from_patches, image_patches
+from edge.registry import load_model
 
 
 def our_points(coder, image: np.ndarray, levels) -> list[dict]:
@@ -104,10 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.weights:
-        from edge.codec.lossy.weights import load_coder
         coder = load_coder(args.weights)
     else:
-        from edge.registry import load_model
         coder = load_model("hp-easn")
     levels = [int(v) for v in args.levels.split(",")] if args.levels else list(range(coder.levels))
     started = time.time()

@@ -19,7 +19,7 @@ LOSSLESS_PSNR = 60.0   # where exact blades are drawn on the ROI plot
 
 
 def write_plots(result: dict, folder: Path, flight: Flight | None = None) -> list[Path]:
-    import matplotlib
+    import matplotlib   # imported here: an optional dependency (the classical extra)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

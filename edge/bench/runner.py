@@ -21,6 +21,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
+import torch
+
 from edge.bench.lossless import recorded_path
 from edge.bench.pipeline import BenchModels, BenchOptions, finite, measure_image
 from edge.bench.report import summarize
@@ -32,8 +34,6 @@ FORMAT = "edge-bench/1"
 
 
 def machine_info() -> dict:
-    import torch
-
     model = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

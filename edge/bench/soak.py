@@ -289,7 +289,7 @@ def summarise(result: dict) -> dict:
 
 
 def plot(result: dict, path: Path) -> None:
-    import matplotlib
+    import matplotlib   # imported here: an optional dependency (the classical extra)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
