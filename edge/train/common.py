@@ -7,6 +7,7 @@ import fcntl
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from edge.errors import ConfigError, InputError
@@ -180,8 +181,6 @@ class _BatchStream(torch.utils.data.IterableDataset):
         self.make_batch, self.seed = make_batch, seed
 
     def __iter__(self):
-        import numpy as np
-
         info = torch.utils.data.get_worker_info()
         rng = np.random.default_rng([self.seed, info.id if info else 0])
         while True:

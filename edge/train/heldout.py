@@ -12,13 +12,19 @@ better, so that `edge train all` and `edge train promote` compare models of ever
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from edge.codec.bitswap.model import BitswapConfig, BitswapVAE
+from edge.codec.implicit.model import ImplicitConfig, ImplicitROI
+from edge.codec.lossy.model import HyperpriorEASN, LossyConfig
 from edge.errors import InputError
+from edge.segment.unet import load_weights
+from edge.train import implicit, lossless, lossy, seg
 from edge.train.common import IMPLICIT_FORMAT, LOSSY_FORMAT, on_device, read_shipped
 
 KINDS = ("lossy", "lossless", "implicit", "seg")
@@ -38,8 +44,6 @@ class DataFolders:
 
     @classmethod
     def of(cls, data: Path, synth: Path | None = None) -> "DataFolders":
-        import json
-
         data = Path(data)
         if not data.is_dir():
             raise InputError("no such data folder", str(data))
@@ -71,7 +75,6 @@ def load_model(kind: str, path: Path) -> tuple[torch.nn.Module, int, dict]:
     payload = torch.load(path, map_location="cpu", weights_only=False)
     shipped = isinstance(payload, dict) and "state_dict" in payload
     if kind == "lossy":
-        from edge.codec.lossy.model import HyperpriorEASN, LossyConfig
         if shipped:
             payload = read_shipped(path, LOSSY_FORMAT)
             config, state, step = payload["config"], payload["state_dict"], payload.get("info", {}).get("step", 0)
@@ -79,7 +82,6 @@ def load_model(kind: str, path: Path) -> tuple[torch.nn.Module, int, dict]:
             config, state, step = payload["config"], payload.get("average", payload["model"]), payload["state"]["step"]
         model = HyperpriorEASN(LossyConfig(**config))
     elif kind == "implicit":
-        from edge.codec.implicit.model import ImplicitConfig, ImplicitROI
         if shipped:
             payload = read_shipped(path, IMPLICIT_FORMAT)
             config, state, step = payload["config"], payload["state_dict"], payload.get("info", {}).get("step", 0)
@@ -87,14 +89,11 @@ def load_model(kind: str, path: Path) -> tuple[torch.nn.Module, int, dict]:
             config, state, step = payload["config"], payload["model"], payload["state"]["step"]
         model = ImplicitROI(ImplicitConfig(**config))
     elif kind == "lossless":
-        from edge.codec.bitswap.model import BitswapConfig, BitswapVAE
-        from edge.train.lossless import init_state
-        loaded = init_state(path)
+        loaded = lossless.init_state(path)
         config, state, step = loaded["model_config"], loaded["model"], loaded.get("step", 0)
         model = BitswapVAE(BitswapConfig(**config))
     elif kind == "seg":
         if shipped:         # the registry's loader knows every segmentation network's file
-            from edge.segment.unet import load_weights
             config = {**payload["config"], "arch": payload.get("arch", "bunetv2")}
             return load_weights(path).eval(), int(payload.get("step", 0)), config
         model, step, config = _seg_model(payload)
@@ -107,7 +106,6 @@ def load_model(kind: str, path: Path) -> tuple[torch.nn.Module, int, dict]:
 
 def _seg_model(payload: dict):
     """(network, step, config) of a segmentation training checkpoint."""
-    from edge.train import seg
     config = payload["config"]          # the segmentation trainer's config
     fields = {k: v for k, v in config.items() if k in seg.SegTrainConfig.__dataclass_fields__}
     return seg.build_model(seg.SegTrainConfig(**fields)), int(payload.get("step", 0)), config
@@ -119,25 +117,21 @@ def score(kind: str, model: torch.nn.Module, data: DataFolders, device: torch.de
     ``val_crops``: Bit-swap's validation crops (its trainer's default 256)."""
     model = on_device(model, device).eval()
     if kind == "lossy":
-        from edge.train.lossy import validate, validation_score, validation_sets
-        _, crops, colour = validation_sets(_lossy_dirs(data, with_synth=False))
-        metrics, colour_metrics = validate(model, crops), validate(model, colour)
-        result = Score(validation_score(metrics, colour_metrics), {"val": metrics, "val_colour": colour_metrics}, 0)
+        _, crops, colour = lossy.validation_sets(_lossy_dirs(data, with_synth=False))
+        metrics, colour_metrics = lossy.validate(model, crops), lossy.validate(model, colour)
+        result = Score(lossy.validation_score(metrics, colour_metrics), {"val": metrics, "val_colour": colour_metrics}, 0)
     elif kind == "implicit":
-        from edge.train.implicit import load_pairs, validate, validation_crops, validation_score
-        _, val_pairs = load_pairs(data.crops, data.implicit_scale)
-        x, mask = validation_crops(val_pairs)
-        colour_x, _ = validation_crops(val_pairs, recolour=True)
-        metrics, colour_metrics = validate(model, x, mask), validate(model, colour_x, mask)
-        result = Score(validation_score(metrics, colour_metrics), {"val": metrics, "val_colour": colour_metrics}, 0)
+        _, val_pairs = implicit.load_pairs(data.crops, data.implicit_scale)
+        x, mask = implicit.validation_crops(val_pairs)
+        colour_x, _ = implicit.validation_crops(val_pairs, recolour=True)
+        metrics, colour_metrics = implicit.validate(model, x, mask), implicit.validate(model, colour_x, mask)
+        result = Score(implicit.validation_score(metrics, colour_metrics), {"val": metrics, "val_colour": colour_metrics}, 0)
     elif kind == "lossless":
-        from edge.train.lossless import load_frames, random_crops, validate
-        frames = load_frames([str(data.crops)], held_out=True)
-        crops = random_crops(frames, val_crops, model.config.patch_size, np.random.default_rng(99))
-        metrics = validate(model, crops)
+        frames = lossless.load_frames([str(data.crops)], held_out=True)
+        crops = lossless.random_crops(frames, val_crops, model.config.patch_size, np.random.default_rng(99))
+        metrics = lossless.validate(model, crops)
         result = Score(metrics["bpsp"], metrics, 0)
     elif kind == "seg":
-        from edge.train import seg
         config = seg.SegTrainConfig(data=[str(data.frames)], long_side=model.config.input_long_side)
         samples = seg.load_samples(config, held_out=True)
         if not samples:

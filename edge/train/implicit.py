@@ -42,6 +42,7 @@ from edge.codec.implicit.model import LAMBDAS, ImplicitConfig, ImplicitROI, gaus
 from edge.codec.lossy.model import LIKELIHOOD_MIN
 from edge.errors import EdgeError, InputError
 from edge.segment.dataset import is_held_out, list_frames, read_mask, read_rgb
+from edge.synth import render_frame
 from edge.train.common import (IMPLICIT_FORMAT, add_device_arguments, add_run_arguments, adopt_validation,
                                autocast, batch_on_device, batches, checkpoint_to_export, exclusive_run,
                                loader_workers, on_device, read_shipped, resolve_device, save_checkpoint,
@@ -121,7 +122,6 @@ def synthetic_pairs(count: int, cache: Path) -> list:
         data = np.load(cache)
         if len(data["images"]) >= count:
             return list(zip(data["images"][:count], data["masks"][:count]))
-    from edge.synth import render_frame
     pairs = [render_frame((640, 360), 10_000 + i, kind="far" if i % 4 == 3 else "closeup") for i in range(count)]
     np.savez(cache, images=np.stack([p[0] for p in pairs]), masks=np.stack([p[1] for p in pairs]))
     return pairs
@@ -433,6 +433,8 @@ def train_implicit(data_dir: Path, run_dir: Path, config: ImplicitConfig, steps:
 
 def export_checkpoint(run_dir: Path, weights: Path, source: str = "best") -> str:
     """Shipped weights from the checkpoint ``source`` names (:func:`checkpoint_to_export`); their SHA-256."""
+    # Imported here: it needs the entropy coder (constriction), which a training
+    # machine need not have (scripts/gpu_burst.sh); only the export uses it.
     from edge.codec.implicit.weights import export_weights
 
     path, checkpoint = checkpoint_to_export(run_dir, source)

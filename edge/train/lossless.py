@@ -31,8 +31,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from edge.codec.bitswap.model import BitswapConfig, BitswapVAE, bits_per_subpixel
+from edge.codec.bitswap.model import PIXEL_STAGES, BitswapConfig, BitswapVAE, bits_per_subpixel
 from edge.errors import ConfigError, InputError
+from edge.segment.dataset import is_held_out
+from edge.synth import render_frame
 from edge.train.common import (add_device_arguments, autocast, batch_on_device, batches, exclusive_run,
                                loader_workers, logged_to_file, on_device, resolve_device)
 from edge.train.data import WTA_TRAIN_ENV, wta_train_folder
@@ -79,8 +81,6 @@ def _read_rgb(path: Path) -> np.ndarray:
 
 def load_frames(data_dirs: list[str], held_out: bool) -> list[np.ndarray]:
     """RGB frames of each data directory's ``images/``; ``held_out`` picks the validation scenes."""
-    from edge.segment.dataset import is_held_out
-
     frames = []
     for data_dir in data_dirs:
         image_dir = Path(data_dir) / "images"
@@ -123,8 +123,6 @@ class SynthSource:
     FRAME_SIZE = (1024, 768)
 
     def __init__(self, size: int, seed: int, pool: int = 8):
-        from edge.synth import render_frame  # imported lazily: optional data source
-
         self.render_frame, self.size, self.pool_size = render_frame, size, pool
         self.rng = np.random.default_rng(seed)
         self.pool: list[np.ndarray] = []
@@ -164,8 +162,6 @@ def warm_start(model: BitswapVAE, state: dict) -> list[str]:
     """Copy a checkpoint's weights into ``model``: same names and shapes, and each pixel-stage head
     from the old stage that is most alike (same neighbours, same relative position, nearest
     stride). Returns the names of parameters left at their initial values."""
-    from edge.codec.bitswap.model import PIXEL_STAGES
-
     old_config = BitswapConfig(**state["model_config"])
     old_plans, new_plans = PIXEL_STAGES[old_config.pixel_stages], PIXEL_STAGES[model.config.pixel_stages]
     source = {}
@@ -368,6 +364,8 @@ def export_weights(ckpt_path: Path, out_path: Path, latent_bins: int = 1024) -> 
 
     fp16 -> float64 is exact, so the coder's canonical float64 copy is the same everywhere.
     """
+    # Imported here: it needs the entropy coder (constriction), which a training
+    # machine need not have (scripts/gpu_burst.sh); only the export uses it.
     from edge.codec.bitswap.coding import DEFAULT_LATENT_BINS
 
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False)

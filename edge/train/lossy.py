@@ -336,6 +336,8 @@ def add_levels(checkpoint: dict, levels: int, parameter_names: list[str]) -> int
 
 def export_checkpoint(run_dir: Path, weights: Path, source: str = "best") -> str:
     """Shipped weights from the checkpoint ``source`` names (:func:`checkpoint_to_export`); their SHA-256."""
+    # Imported here: it needs the entropy coder (constriction), which a training
+    # machine need not have (scripts/gpu_burst.sh); only the export uses it.
     from edge.codec.lossy.weights import export_weights
 
     path, checkpoint = checkpoint_to_export(run_dir, source)

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
+import inspect
 import json
 from pathlib import Path
 
 import torch
 
 from edge.errors import EdgeError, InputError
+from edge.train import implicit, lossless, lossy, seg
 from edge.train.all import DEFAULT_WEIGHTS
 from edge.train.common import resolve_device
 from edge.train.data import WTA_TRAIN_ENV, wta_train_folder
@@ -89,28 +92,21 @@ def promote(out: Path, data: Path, weights_dir: Path, kinds: list[str], device: 
 
 def export(kind: str, candidate: Path, shipped: Path) -> str:
     """Write ``candidate`` over ``shipped`` with its trainer's export (written aside, then moved); SHA-256."""
-    import hashlib
-
     tmp = shipped.with_name(shipped.stem + ".promoted.tmp")
     if kind == "lossy":
-        from edge.train.lossy import export_checkpoint
-        export_checkpoint(candidate.parent, tmp, str(candidate))
+        lossy.export_checkpoint(candidate.parent, tmp, str(candidate))
     elif kind == "implicit":
-        from edge.train.implicit import export_checkpoint
-        export_checkpoint(candidate.parent, tmp, str(candidate))
+        implicit.export_checkpoint(candidate.parent, tmp, str(candidate))
     elif kind == "lossless":
-        from edge.train.lossless import export_weights
         latent_bins = torch.load(shipped, map_location="cpu", weights_only=True).get("latent_bins", 256)
-        export_weights(candidate, tmp, latent_bins)
+        lossless.export_weights(candidate, tmp, latent_bins)
     else:
-        from edge.train.seg import export_weights
-        import inspect
         # Settings stored with the shipped weights (tau_BU, the confidence guard, the forest vote)
         # carry over: every export option named like one of them.
         config = torch.load(shipped, map_location="cpu", weights_only=True)["config"]
-        options = inspect.signature(export_weights).parameters
+        options = inspect.signature(seg.export_weights).parameters
         kept = {name: value for name, value in config.items() if name in options}
-        export_weights(candidate, tmp, config.get("threshold", 0.5), **kept)
+        seg.export_weights(candidate, tmp, config.get("threshold", 0.5), **kept)
     tmp.replace(shipped)
     return hashlib.sha256(shipped.read_bytes()).hexdigest()
 

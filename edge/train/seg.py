@@ -422,7 +422,7 @@ def training_curve(ckpt_dir: Path) -> list[dict]:
 
 def plot_training_curve(ckpt_dir: Path, png_path: Path) -> None:
     """Validation F1 (all held-out frames with blade, close-ups) and training loss against step."""
-    import matplotlib
+    import matplotlib   # imported here: an optional dependency (the classical extra)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
