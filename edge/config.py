@@ -14,6 +14,7 @@ the mounts (``edge doctor`` does that).
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import weakref
@@ -369,7 +370,6 @@ def load_offshore_config(path: str | os.PathLike) -> OffshoreConfig:
 
 def dump_yaml(config: EdgeConfig | OffshoreConfig) -> str:
     """The config as YAML that loads back to an equal config (secrets stay references)."""
-    import json
     return yaml.safe_dump(json.loads(config.model_dump_json(exclude_none=True)), sort_keys=False)
 
 

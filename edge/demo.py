@@ -18,7 +18,13 @@ import numpy as np
 
 from edge.codec.imageio import read_image
 from edge.codec.quality import psnr
+from edge.comms.broker import start_broker
+from edge.config import EdgeConfig, OffshoreConfig
+from edge.daemon.pipeline import EdgeDaemon
 from edge.errors import EdgeError
+from edge.offshore.subscriber import Subscriber
+from edge.registry import MODELS
+from edge.synth import generate_inspection
 
 
 @dataclass(frozen=True)
@@ -40,18 +46,11 @@ class DemoError(EdgeError):
 def _segmentation_mode(choice: str) -> str:
     if choice != "auto":
         return choice
-    from edge.registry import MODELS
     spec = MODELS.get("bunetv2")
     return "model" if spec is not None and spec.weights_path.exists() else "mask-files"
 
 
 def run_demo(settings: DemoSettings = DemoSettings(), echo=print) -> list[dict]:
-    from edge.config import EdgeConfig, OffshoreConfig
-    from edge.comms.broker import start_broker
-    from edge.daemon.pipeline import EdgeDaemon
-    from edge.offshore.subscriber import Subscriber
-    from edge.synth import generate_inspection
-
     work = Path(settings.workdir or tempfile.mkdtemp(prefix="edge-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     staging, card, offshore = work / "generated", work / "card" / "DCIM", work / "offshore"

@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge.demo import DemoSettings, run_demo
+from edge.synth import parse_size
+
 HELP = "run a generated inspection through the daemon, a broker and a subscriber, and report per photo"
 
 
@@ -19,9 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.demo import DemoSettings, run_demo
-    from edge.synth import parse_size
-
     run_demo(DemoSettings(workdir=args.workdir, images_per_surface=args.images_per_surface,
                           size=parse_size(args.size), seed=args.seed, blade=args.blade,
                           segmentation=args.masks))
