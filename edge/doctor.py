@@ -23,6 +23,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.errors import ConfigError, EdgeError
+from edge.registry import MODELS, load_model, weights_sha256
+
+# Third-party packages, and the modules of edge that need them, are imported in the checks that use
+# them: a check's import of the package it probes is its test of that package, and the rest (torch,
+# pydantic, numpy) would take `edge doctor --help` from 0.15 s to 4 s.
+
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 CONSTRICTION_HOWTO = ("on aarch64 (Jetson) constriction 0.5.0 has no wheel and no source archive on PyPI: "
                       "build it from the git tag v0.5.0 with rustup and maturin, see deploy/JETSON.md")
@@ -166,7 +173,7 @@ def check_packages() -> Check:
 
 
 def check_turbojpeg() -> Check:
-    from edge.codec import turbojpeg
+    from edge.codec import turbojpeg   # imported here: numpy (see the note at the top)
     if not turbojpeg.available():
         return Check("libjpeg-turbo", WARN, "TurboJPEG library not found: --blade auto codes JPEG blades "
                      f"losslessly instead of keeping the camera's blocks (jpeg-exact); {turbojpeg.INSTALL_HINT}")
@@ -174,7 +181,6 @@ def check_turbojpeg() -> Check:
 
 
 def check_weights() -> list[Check]:
-    from edge.registry import MODELS, weights_sha256
     if not MODELS:
         return [Check("weights", WARN, "no models registered")]
     checks = []
@@ -192,8 +198,7 @@ def check_weights() -> list[Check]:
 
 def check_backends(runtime=None, engines_folder: Path | None = None) -> list[Check]:
     """Which backend each shipped model would get now, and whether a better one is within reach."""
-    from edge.errors import EdgeError
-    from edge.registry import MODELS, load_model
+    # Imported here: torch (see the note at the top).
     from edge.runtime.artifacts import stale_artifacts
     from edge.runtime.networks import lossy_group, segmentation_group
     from edge.runtime.select import RuntimeSettings, engine_paths, onnx_paths, select_backend
@@ -237,7 +242,6 @@ def check_backends(runtime=None, engines_folder: Path | None = None) -> list[Che
 
 def _current_artifacts(group, settings, engine_paths, onnx_paths) -> set[Path]:
     """Artifacts of ``group`` that are valid now (so not stale)."""
-    from edge.errors import EdgeError
     found = set()
     for finder in (onnx_paths, engine_paths):
         try:
@@ -251,10 +255,10 @@ def _current_artifacts(group, settings, engine_paths, onnx_paths) -> set[Path]:
 
 def load_any_config(path: Path):
     """An edge or offshore config, told apart by their sections; (config or None, check)."""
+    # Imported here: pyyaml and pydantic (see the note at the top).
     import yaml
 
     from edge.config import load_edge_config, load_offshore_config
-    from edge.errors import ConfigError
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as error:
