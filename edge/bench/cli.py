@@ -27,6 +27,7 @@ from tqdm import tqdm
 from edge.bench.compare import compare_results, format_comparison
 from edge.bench.uplink import DEFAULT_FLIGHT_MINUTES, DEFAULT_LINK_MBPS, DEFAULT_PHOTOS, Flight
 from edge.errors import EdgeError, InputError, ModelError
+from edge.registry import get_spec, load_model, weights_sha256
 
 # The other imports are in the functions that use them: this is the `edge-bench` script's main
 # module, which every spawned stream-pool worker imports again, and the pipeline's, the codec's
@@ -125,7 +126,6 @@ def load_models(args, modes: tuple[str, ...], pool):
         from edge.codec.lossy.weights import load_coder
         lossy = load_coder(args.lossy_weights)
     else:
-        from edge.registry import load_model
         lossy = load_model("hp-easn")
     weights["lossy"] = lossy.weights_sha256
 
@@ -136,7 +136,6 @@ def load_models(args, modes: tuple[str, ...], pool):
         if args.bitswap_weights:
             model, sha = load_weights(args.bitswap_weights), _sha256(args.bitswap_weights)
         else:
-            from edge.registry import get_spec, load_model, weights_sha256
             model, sha = load_model("bitswap"), weights_sha256(get_spec("bitswap").weights_path)
         parallel = BitswapCoder(model, sha, "bitswap", pool=pool)
         sequential = BitswapCoder(model, sha, "bitswap", streams=1)
