@@ -7,34 +7,40 @@
 #   scripts/gpu_burst.sh run --out DIR [--minutes 8] [--device cuda] [--pack DIR] [--work DIR]
 #       there: needs no network and no pip, only the machine's python3 with torch, numpy,
 #       opencv and tqdm (it says what is missing). Renders synthetic photos with `edge synth`,
-#       runs `edge train all` so that the whole run ends within --minutes, and writes to DIR:
+#       runs `edge train all` so that its training ends within --minutes (scoring the shipped
+#       weights and the candidates on the held-out scenes comes after: ~3.5 min on a 2-core
+#       CPU with tests/data/wta-sample), and writes to DIR:
 #       summary.json, logs.tar.gz and candidates.tar.NN (parts of 15 MiB, to fit the lease's
 #       16 MiB per file). The training folder itself stays in --work (default /tmp/edge-burst).
 #   scripts/gpu_burst.sh unpack DIR DEST      here: joins and unpacks DIR's candidates into
 #       DEST; then `edge train promote DEST/train --data WTA` ships those that are clearly better.
+#   Relative paths are taken from where the script is called.
 set -euo pipefail
+HERE=$PWD         # relative paths in the arguments are the caller's
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 PACK=burst-pack
 LIMIT_MIB=64
 
 die() { echo "gpu_burst: error: $*" >&2; exit 2; }
+from_here() { if [[ $1 == /* ]]; then echo "$1"; else echo "$HERE/$1"; fi; }
 
 python_here() {   # this checkout's environment if there is one, else the machine's python3
     if [[ -x .venv/bin/python ]]; then echo .venv/bin/python; else echo python3; fi
 }
 
 tree_bytes() {    # what a lease copies: tracked and untracked-not-ignored files, plus the pack
-    { git ls-files -z --cached --others --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1; } ||
-        echo 0
+    # (du fails on tracked files deleted from the working tree; its total of the others stands)
+    git ls-files -z --cached --others --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1 ||
+        true
 }
 
 cmd_pack() {
     local data=${EDGE_WTA_TRAIN:-}
     while [[ $# -gt 0 ]]; do
         case $1 in
-            --data) data=$2; shift 2 ;;
-            --pack) PACK=$2; shift 2 ;;
+            --data) data=$(from_here "$2"); shift 2 ;;
+            --pack) PACK=$(from_here "$2"); shift 2 ;;
             *) die "pack: unknown option $1" ;;
         esac
     done
@@ -50,7 +56,11 @@ cmd_pack() {
         printf "packed set %s: %.1f MiB; repository working tree %.1f MiB; together %.1f MiB of %d MiB\n",
                n, p / 1048576, r / 1048576, t / 1048576, l }'
     ((total < LIMIT_MIB * 1048576)) || die "pack: more than $LIMIT_MIB MiB together; pack fewer crops"
-    git check-ignore -q "$PACK" || echo "gpu_burst: warning: $PACK is not ignored by git" >&2
+    if [[ $(realpath "$PACK") != "$ROOT"/* ]]; then
+        echo "gpu_burst: note: $PACK is outside the repository; a lease carries only paths inside it"
+    elif ! git check-ignore -q "$PACK"; then
+        echo "gpu_burst: warning: $PACK is not ignored by git" >&2
+    fi
 }
 
 check_machine() {   # what `edge train all` imports there; say what is missing and stop
@@ -90,11 +100,11 @@ cmd_run() {
     local out="" minutes=8 device=cuda work=/tmp/edge-burst
     while [[ $# -gt 0 ]]; do
         case $1 in
-            --out) out=$2; shift 2 ;;
+            --out) out=$(from_here "$2"); shift 2 ;;
             --minutes) minutes=$2; shift 2 ;;
             --device) device=$2; shift 2 ;;
-            --pack) PACK=$2; shift 2 ;;
-            --work) work=$2; shift 2 ;;
+            --pack) PACK=$(from_here "$2"); shift 2 ;;
+            --work) work=$(from_here "$2"); shift 2 ;;
             *) die "run: unknown option $1" ;;
         esac
     done
@@ -142,16 +152,19 @@ cmd_run() {
 
 cmd_unpack() {
     [[ $# -eq 2 ]] || die "unpack: give the run's --out folder and a destination"
-    compgen -G "$1/candidates.tar.*" >/dev/null || die "unpack: no candidates.tar.* in $1"
-    mkdir -p "$2"
-    cat "$1"/candidates.tar.* | tar xf - -C "$2"
-    [[ -f $1/logs.tar.gz ]] && tar xzf "$1/logs.tar.gz" -C "$2"
-    echo "unpacked into $2/train; next: edge train promote $2/train --data WTA (or set EDGE_WTA_TRAIN)"
+    local out dest
+    out=$(from_here "$1")
+    dest=$(from_here "$2")
+    compgen -G "$out/candidates.tar.*" >/dev/null || die "unpack: no candidates.tar.* in $out"
+    mkdir -p "$dest"
+    cat "$out"/candidates.tar.* | tar xf - -C "$dest"
+    [[ -f $out/logs.tar.gz ]] && tar xzf "$out/logs.tar.gz" -C "$dest"
+    echo "unpacked into $dest/train; next: edge train promote $dest/train --data WTA (or set EDGE_WTA_TRAIN)"
 }
 
 case ${1:-} in
     pack) shift; cmd_pack "$@" ;;
     run) shift; cmd_run "$@" ;;
     unpack) shift; cmd_unpack "$@" ;;
-    *) sed -n '2,17p' "$0"; exit 2 ;;
+    *) sed -n '2,17p' scripts/gpu_burst.sh; exit 2 ;;
 esac
