@@ -5,6 +5,7 @@
 #       $EDGE_WTA_TRAIN): writes the compact training set to burst-pack/ (ignored by
 #       git) and checks that it fits, with the repository, in the 64 MiB a lease takes.
 #   scripts/gpu_burst.sh run --out DIR [--minutes 8] [--device cuda] [--pack DIR] [--work DIR]
+#                            [--models lossy,implicit,lossless,seg]
 #       there: needs no network and no pip, only the machine's python3 with torch, numpy,
 #       opencv and tqdm (it says what is missing). Renders synthetic photos with `edge synth`,
 #       runs `edge train all` so that its training ends within --minutes (scoring the shipped
@@ -97,7 +98,7 @@ EOF
 }
 
 cmd_run() {
-    local out="" minutes=8 device=cuda work=/tmp/edge-burst
+    local out="" minutes=8 device=cuda work=/tmp/edge-burst models=""
     while [[ $# -gt 0 ]]; do
         case $1 in
             --out) out=$(from_here "$2"); shift 2 ;;
@@ -105,6 +106,7 @@ cmd_run() {
             --device) device=$2; shift 2 ;;
             --pack) PACK=$(from_here "$2"); shift 2 ;;
             --work) work=$(from_here "$2"); shift 2 ;;
+            --models) models=$2; shift 2 ;;
             *) die "run: unknown option $1" ;;
         esac
     done
@@ -136,7 +138,9 @@ cmd_run() {
     "$py" -c "import sys; sys.exit($left < 0.2)" || die "run: no time left for training after the synthetic photos"
     echo "gpu_burst: $left minutes for \`edge train all\` on $device"
     local status=0
-    "$py" -m edge.cli train all --out "$work/train" --minutes "$left" --device "$device" --data "$PACK" \
+    local subset=()
+    [[ -n $models ]] && subset=(--models "$models")
+    "$py" -m edge.cli train all --out "$work/train" --minutes "$left" --device "$device" --data "$PACK" "${subset[@]}" \
         "${synth[@]}" 2>&1 | tee "$work/train-all.log" || status=$?
     # What comes back: at most 8 files of 16 MiB each, so the candidates travel as parts.
     cp "$work/train/summary.json" "$out/" 2>/dev/null || echo "gpu_burst: no summary.json written" >&2
