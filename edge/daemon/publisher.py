@@ -11,7 +11,8 @@ fills the link's queues):
   reason codes); a refused chunk sends the bundle again later, with back-off;
 - on the offshore ack: ``acknowledged``, and the spooled files are deleted; on a negative
   ack: the photo is coded again as its source file (``recode``), or, if that is what was
-  refused, the same bundle is sent again, up to ``max_attempts`` sends;
+  refused, the same bundle is sent again, up to ``max_attempts`` sends (the policy:
+  :mod:`edge.daemon.acks`);
 - publishes the status topic every ``status_interval_s``, from a thread of its own, so the
   status still goes out while the sending thread waits (a journal write on a full disk).
 """
@@ -30,6 +31,7 @@ from edge.comms.messages import Ack, chunk_properties, split_bundle
 from edge.comms.mqtt import ONLINE, MqttLink
 from edge.comms.topics import Topics
 from edge.config import EdgeConfig
+from edge.daemon.acks import AfterRefusal, after_refusal, release_settled
 from edge.daemon.diskspace import DiskWaitStopped
 from edge.daemon.journal import Journal, PhotoRecord
 from edge.daemon.sendrate import RateMeter, TokenBucket
@@ -288,13 +290,13 @@ class Publisher:
         self._forget(record.bundle_id)
         reason = f"refused offshore by {ack.subscriber or 'a subscriber'}: {ack.reason}"
         log.error("%s: bundle %s %s", name, ack.bundle_id, reason)
-        if record.sent_source:
-            if record.attempts >= self.config.publish.max_attempts:
-                self.journal.set_state(record.id, "failed", reason=reason)
-                log.error("%s: giving up after %d sends; its bundle stays in the spool", name, record.attempts)
-            else:
-                self.journal.set_state(record.id, "spooled", reason=reason)
-                log.info("%s: sending the source-file bundle again", name)
+        action = after_refusal(record, self.config.publish.max_attempts)
+        if action is AfterRefusal.GIVE_UP:
+            self.journal.set_state(record.id, "failed", reason=reason)
+            log.error("%s: giving up after %d sends; its bundle stays in the spool", name, record.attempts)
+        elif action is AfterRefusal.SEND_AGAIN:
+            self.journal.set_state(record.id, "spooled", reason=reason)
+            log.info("%s: sending the source-file bundle again", name)
         else:
             self.journal.set_state(record.id, "segmented", fallback=1, reason=reason)
             log.info("%s: falling back to sending the source file", name)
@@ -303,16 +305,7 @@ class Publisher:
     def _settled(self, record: PhotoRecord, ack: Ack) -> None:
         self.journal.set_state(record.id, "acknowledged")     # the reason of an earlier refusal stays
         self._forget(record.bundle_id)
-        for bundle_id in {record.bundle_id, ack.bundle_id} - {None}:
-            self.spool.delete_bundle(bundle_id)
-        self.spool.delete_mask(record.id)
-        self.spool.delete_source_copy(record.source_copy)
-        if self.config.spool.delete_from_card_after_ack:
-            try:
-                Path(record.path).unlink()
-            except OSError as error:
-                log.warning("cannot delete %s from the card after its acknowledgement: %s", record.path,
-                            error.strerror)
+        release_settled(record, ack, self.spool, self.config.spool.delete_from_card_after_ack)
         log.info("%s: acknowledged by %s (bundle %s)", Path(record.path).name, ack.subscriber or "offshore",
                  ack.bundle_id)
 
