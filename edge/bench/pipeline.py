@@ -219,8 +219,8 @@ def measure_image(path: Path, options: BenchOptions, models: BenchModels, index:
     memory = PeakMemory(models.worker_pids)
     segmented = None
     if models.segmenter is not None:   # timed even when the coded mask comes from elsewhere
-        # Imported here: it pulls in scikit-learn (1.3 s), which edge-bench needs only when it segments
-        # (not for --help, --from-json or --no-segmentation).
+        # Imported here: it pulls in scikit-learn (0.9 s on a 2-core CPU), which edge-bench needs only when
+        # it segments (not for --help, --from-json or --no-segmentation).
         from edge.segment.pipeline import segment_surface
 
         memory.start()

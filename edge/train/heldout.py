@@ -119,13 +119,15 @@ def score(kind: str, model: torch.nn.Module, data: DataFolders, device: torch.de
     if kind == "lossy":
         _, crops, colour = lossy.validation_sets(_lossy_dirs(data, with_synth=False))
         metrics, colour_metrics = lossy.validate(model, crops), lossy.validate(model, colour)
-        result = Score(lossy.validation_score(metrics, colour_metrics), {"val": metrics, "val_colour": colour_metrics}, 0)
+        result = Score(lossy.validation_score(metrics, colour_metrics),
+                       {"val": metrics, "val_colour": colour_metrics}, 0)
     elif kind == "implicit":
         _, val_pairs = implicit.load_pairs(data.crops, data.implicit_scale)
         x, mask = implicit.validation_crops(val_pairs)
         colour_x, _ = implicit.validation_crops(val_pairs, recolour=True)
         metrics, colour_metrics = implicit.validate(model, x, mask), implicit.validate(model, colour_x, mask)
-        result = Score(implicit.validation_score(metrics, colour_metrics), {"val": metrics, "val_colour": colour_metrics}, 0)
+        result = Score(implicit.validation_score(metrics, colour_metrics),
+                       {"val": metrics, "val_colour": colour_metrics}, 0)
     elif kind == "lossless":
         frames = lossless.load_frames([str(data.crops)], held_out=True)
         crops = lossless.random_crops(frames, val_crops, model.config.patch_size, np.random.default_rng(99))
