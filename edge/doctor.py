@@ -55,18 +55,35 @@ def is_jetson() -> bool:
 
 def run_checks(config_path: Path | None = None, engines_folder: Path | None = None) -> list[Check]:
     """Every check, in order; ``config_path`` (edge or offshore YAML) adds mounts and broker."""
-    checks = [check_python(), *check_torch_and_gpu(), *check_accelerators(), check_constriction(),
-              check_classical_codecs(),
-              check_packages(), check_turbojpeg(), *check_weights()]
+    checks = [check_python(), *check_torch_and_gpu()]
+    for name, check in (("accelerators", check_accelerators), ("constriction", check_constriction),
+                        ("classical codecs", check_classical_codecs), ("packages", check_packages),
+                        ("libjpeg-turbo", check_turbojpeg), ("weights", check_weights)):
+        checks += _guarded(name, check)
     config, runtime = None, None
     if config_path is not None:
-        config, check = load_any_config(Path(config_path))
-        checks.append(check)
-        runtime = getattr(config, "runtime", None)
-    checks += check_backends(runtime, engines_folder)
+        loaded = _guarded("config", lambda: load_any_config(Path(config_path)))
+        if isinstance(loaded[0], tuple):
+            config, check = loaded[0]
+            checks.append(check)
+            runtime = getattr(config, "runtime", None)
+        else:
+            checks += loaded
+    checks += _guarded("backends", lambda: check_backends(runtime, engines_folder))
     if config is not None:
-        checks += check_mounts(config) + [check_broker(config.mqtt)]
+        checks += _guarded("mounts", lambda: check_mounts(config)) + _guarded("broker", lambda: check_broker(config.mqtt))
     return checks
+
+
+def _guarded(name: str, check) -> list:
+    """``check()``'s result as a list, or one FAIL line when a package it needs is missing: the
+    doctor is what a user runs on a broken install, so it reports and goes on."""
+    try:
+        result = check()
+    except ImportError as error:
+        missing = error.name or str(error)
+        return [Check(name, FAIL, f"cannot check: {missing} is not installed (see its own line)")]
+    return result if isinstance(result, list) else [result]
 
 
 # -- software ------------------------------------------------------------------------------
