@@ -62,13 +62,12 @@ def run_checks(config_path: Path | None = None, engines_folder: Path | None = No
         checks += _guarded(name, check)
     config, runtime = None, None
     if config_path is not None:
-        loaded = _guarded("config", lambda: load_any_config(Path(config_path)))
-        if isinstance(loaded[0], tuple):
-            config, check = loaded[0]
-            checks.append(check)
+        try:
+            config, check = load_any_config(Path(config_path))
             runtime = getattr(config, "runtime", None)
-        else:
-            checks += loaded
+        except ImportError as error:
+            check = _missing_package("config", error)
+        checks.append(check)
     checks += _guarded("backends", lambda: check_backends(runtime, engines_folder))
     if config is not None:
         checks += _guarded("mounts", lambda: check_mounts(config)) + _guarded("broker", lambda: check_broker(config.mqtt))
@@ -81,9 +80,12 @@ def _guarded(name: str, check) -> list:
     try:
         result = check()
     except ImportError as error:
-        missing = error.name or str(error)
-        return [Check(name, FAIL, f"cannot check: {missing} is not installed (see its own line)")]
+        return [_missing_package(name, error)]
     return result if isinstance(result, list) else [result]
+
+
+def _missing_package(name: str, error: ImportError) -> Check:
+    return Check(name, FAIL, f"cannot check: {error.name or error} is not installed (see its own line)")
 
 
 # -- software ------------------------------------------------------------------------------
