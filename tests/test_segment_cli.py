@@ -207,3 +207,28 @@ def test_channel_shuffle_changes_background_hues_and_keeps_white_blades():
     off = SegTrainConfig(long_side=64, rotate=0.0, zoom_min=1.0, zoom_max=1.0, colour_jitter=0.0)
     out, _ = augment(sample, (64, 64), np.random.default_rng(0), off)
     assert np.argmax(out[0, 0]) == 1                      # off by default: grass stays green
+
+
+def test_field_recolour_turns_the_background_into_a_green_field_and_keeps_the_blade():
+    from edge.train.seg import Sample, SegTrainConfig, augment
+
+    rng = np.random.default_rng(1)
+    rgb = np.empty((64, 64, 3), np.uint8)
+    rgb[:] = (70, 110, 170)                                        # sea
+    rgb[::2] += rng.integers(0, 30, size=(32, 64, 1), dtype=np.uint8)   # with a texture
+    rgb[:, 24:40] = (230, 230, 230)                                # a white vertical blade
+    mask = np.zeros((64, 64), np.uint8)
+    mask[:, 24:40] = 1
+    sample = Sample("s", rgb, mask, "closeup", 0)
+    config = SegTrainConfig(long_side=64, rotate=0.0, zoom_min=1.0, zoom_max=1.0, colour_jitter=0.0,
+                            field_recolour=1.0)
+    for _ in range(10):
+        out, out_mask = augment(sample, (64, 64), rng, config)
+        blade, background = out[out_mask.astype(bool)].astype(int), out[~out_mask.astype(bool)].astype(int)
+        assert np.ptp(blade, axis=1).max() <= 2                     # the blade stays grey
+        assert (background[:, 1] > background[:, 2]).mean() > 0.95  # the sea became green ...
+        assert (background[:, 1] > background[:, 0]).mean() > 0.95
+        assert background.std(axis=0).max() > 2                     # ... with its texture kept
+    off = SegTrainConfig(long_side=64, rotate=0.0, zoom_min=1.0, zoom_max=1.0, colour_jitter=0.0)
+    out, _ = augment(sample, (64, 64), np.random.default_rng(0), off)
+    assert out[0, 0, 2] > out[0, 0, 1]                              # off by default: the sea stays blue

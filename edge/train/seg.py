@@ -31,6 +31,7 @@ from tqdm import tqdm
 from edge.errors import ConfigError
 from edge.segment.dataset import is_held_out, list_frames, read_mask, read_rgb
 from edge.segment.losses import class_weights, dense_crf_loss, focal_loss
+from edge.segment.reference import painted_surface
 from edge.segment import effnet
 from edge.segment.unet import RGB_MEAN, RGB_STD, BUNetV2, UNetConfig, network_size, save_weights
 from edge.train.common import exclusive_run, logged_to_file
@@ -63,6 +64,7 @@ class SegTrainConfig:
     closeup_weight: float = 2.0      # close-up frames are drawn this much more often
     colour_jitter: float = 0.15      # per-channel gain and saturation vary within +-colour_jitter
     channel_shuffle: float = 0.0     # share of crops whose RGB channels are put in a random order
+    field_recolour: float = 0.0      # share of crops whose background becomes a sunlit field (blade kept)
     init_from: str = ""              # start a new run from this checkpoint's weights (not its optimiser or step)
     bf16: bool = False               # bf16 autocast: measured 1.6x slower per step than float32 on this CPU
     arch: str = "bunetv2"            # "bunetv2" (from scratch) or "bunetv2-lite0" (pretrained encoder)
@@ -195,7 +197,31 @@ def augment(sample: Sample, out_hw: tuple[int, int], rng: np.random.Generator,
     # hue, so the network cannot take "not blue and not brown" for blade (it misses blades on grass).
     if config.channel_shuffle > 0 and rng.random() < config.channel_shuffle:
         rgb = rgb[..., rng.permutation(3)]
-    return np.clip(rgb, 0, 255).astype(np.uint8), mask.astype(np.uint8)
+    rgb = np.clip(rgb, 0, 255).astype(np.uint8)
+    if config.field_recolour > 0 and rng.random() < config.field_recolour:
+        rgb = as_sunlit_field(rgb, mask.astype(bool), rng)
+    return rgb, mask.astype(np.uint8)
+
+
+def as_sunlit_field(rgb: np.ndarray, blade: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``rgb`` with its coloured background turned into bright, saturated green or yellow-green of
+    the same texture; the blade and every other white or grey surface (tower, nacelle, roofs, pale
+    sky) untouched, so they stay what the network must tell apart.
+
+    wta-train shows blades over sky, sea and brown ground; real inspections also look down on
+    sunlit fields, whose colour and brightness statistics the networks never saw (batch-norm
+    statistics taken from such photos recover the blades: docs/segmentation.md)."""
+    background = ~blade & ~painted_surface(rgb)
+    if not background.any():
+        return rgb
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV).astype(np.float32)
+    value = hsv[..., 2][background]
+    spread = max(float(value.std()), 1.0)
+    # OpenCV hue is 0-180: 30-50 is yellow-green to green.
+    hsv[..., 0][background] = rng.uniform(30, 50)
+    hsv[..., 1][background] = np.clip(rng.uniform(110, 200) + (value - value.mean()) * 0.3, 0, 255)
+    hsv[..., 2][background] = np.clip(rng.uniform(110, 190) + (value - value.mean()) / spread * 25, 0, 255)
+    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
 
 
 def to_batch(rgbs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -463,6 +489,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="colour cast and saturation jitter (0 = off)")
     parser.add_argument("--channel-shuffle", type=float, default=defaults.channel_shuffle,
                         help="share of training crops with their RGB channels in a random order (0 = off)")
+    parser.add_argument("--field-recolour", type=float, default=defaults.field_recolour,
+                        help="share of training crops whose background becomes a sunlit green field (0 = off)")
     parser.add_argument("--bf16", action="store_true",
                         help="bf16 autocast (off by default: float32 measured 1.6x faster per step on this CPU)")
     parser.add_argument("--init-from", default="", metavar="PT",
