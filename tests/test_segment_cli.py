@@ -214,8 +214,8 @@ def test_field_recolour_turns_the_background_into_a_green_field_and_keeps_the_bl
 
     rng = np.random.default_rng(1)
     rgb = np.empty((64, 64, 3), np.uint8)
-    rgb[:] = (70, 110, 170)                                        # sea
-    rgb[::2] += rng.integers(0, 30, size=(32, 64, 1), dtype=np.uint8)   # with a texture
+    rgb[:] = (40, 80, 130)                                         # sea
+    rgb[::2] += rng.integers(0, 20, size=(32, 64, 1), dtype=np.uint8)   # with a texture
     rgb[:, 24:40] = (230, 230, 230)                                # a white vertical blade
     mask = np.zeros((64, 64), np.uint8)
     mask[:, 24:40] = 1
