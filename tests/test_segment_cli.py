@@ -184,17 +184,31 @@ def test_train_seg_is_float32_by_default_and_bf16_on_request(tiny_data, tmp_path
     assert torch.load(default / "last.pt", weights_only=False)["config"]["bf16"] is False
 
 
-def test_channel_shuffle_changes_background_hues_and_keeps_white_blades():
-    from edge.train.seg import Sample, SegTrainConfig, augment
+def blade_over(background: np.ndarray):
+    """A training sample of a white vertical blade over the 64x64 RGB ``background``."""
+    from edge.train.seg import Sample
 
-    rgb = np.zeros((64, 64, 3), np.uint8)
-    rgb[:] = (60, 140, 40)                       # grass
-    rgb[:, 24:40] = (230, 230, 230)              # a white vertical blade
+    rgb = background.copy()
+    rgb[:, 24:40] = (230, 230, 230)
     mask = np.zeros((64, 64), np.uint8)
     mask[:, 24:40] = 1
-    sample = Sample("s", rgb, mask, "closeup", 0)
-    config = SegTrainConfig(long_side=64, rotate=0.0, zoom_min=1.0, zoom_max=1.0, colour_jitter=0.0,
-                            channel_shuffle=1.0)
+    return Sample("s", rgb, mask, "closeup", 0), mask
+
+
+def photometric_only(**augmentation):
+    """Augmentation settings without geometry or colour jitter, plus ``augmentation``."""
+    from edge.train.seg import SegTrainConfig
+
+    return SegTrainConfig(long_side=64, rotate=0.0, zoom_min=1.0, zoom_max=1.0, colour_jitter=0.0, **augmentation)
+
+
+def test_channel_shuffle_changes_background_hues_and_keeps_white_blades():
+    from edge.train.seg import augment
+
+    grass = np.empty((64, 64, 3), np.uint8)
+    grass[:] = (60, 140, 40)
+    sample, mask = blade_over(grass)
+    config = photometric_only(channel_shuffle=1.0)
     rng = np.random.default_rng(0)
     greens = set()
     for _ in range(30):
@@ -204,24 +218,19 @@ def test_channel_shuffle_changes_background_hues_and_keeps_white_blades():
         assert np.ptp(blade, axis=1).max() == 0           # the blade is still grey: R = G = B
         greens.add(int(np.argmax(out[0, 0])))             # which channel the grass is brightest in
     assert greens == {0, 1, 2}
-    off = SegTrainConfig(long_side=64, rotate=0.0, zoom_min=1.0, zoom_max=1.0, colour_jitter=0.0)
-    out, _ = augment(sample, (64, 64), np.random.default_rng(0), off)
+    out, _ = augment(sample, (64, 64), np.random.default_rng(0), photometric_only())
     assert np.argmax(out[0, 0]) == 1                      # off by default: grass stays green
 
 
 def test_field_recolour_turns_the_background_into_a_green_field_and_keeps_the_blade():
-    from edge.train.seg import Sample, SegTrainConfig, augment
+    from edge.train.seg import augment
 
     rng = np.random.default_rng(1)
-    rgb = np.empty((64, 64, 3), np.uint8)
-    rgb[:] = (40, 80, 130)                                         # sea
-    rgb[::2] += rng.integers(0, 20, size=(32, 64, 1), dtype=np.uint8)   # with a texture
-    rgb[:, 24:40] = (230, 230, 230)                                # a white vertical blade
-    mask = np.zeros((64, 64), np.uint8)
-    mask[:, 24:40] = 1
-    sample = Sample("s", rgb, mask, "closeup", 0)
-    config = SegTrainConfig(long_side=64, rotate=0.0, zoom_min=1.0, zoom_max=1.0, colour_jitter=0.0,
-                            field_recolour=1.0)
+    sea = np.empty((64, 64, 3), np.uint8)
+    sea[:] = (40, 80, 130)
+    sea[::2] += rng.integers(0, 20, size=(32, 64, 1), dtype=np.uint8)   # with a texture
+    sample, _ = blade_over(sea)
+    config = photometric_only(field_recolour=1.0)
     for _ in range(10):
         out, out_mask = augment(sample, (64, 64), rng, config)
         blade, background = out[out_mask.astype(bool)].astype(int), out[~out_mask.astype(bool)].astype(int)
@@ -229,6 +238,5 @@ def test_field_recolour_turns_the_background_into_a_green_field_and_keeps_the_bl
         assert (background[:, 1] > background[:, 2]).mean() > 0.95  # the sea became green ...
         assert (background[:, 1] > background[:, 0]).mean() > 0.95
         assert background.std(axis=0).max() > 2                     # ... with its texture kept
-    off = SegTrainConfig(long_side=64, rotate=0.0, zoom_min=1.0, zoom_max=1.0, colour_jitter=0.0)
-    out, _ = augment(sample, (64, 64), np.random.default_rng(0), off)
+    out, _ = augment(sample, (64, 64), np.random.default_rng(0), photometric_only())
     assert out[0, 0, 2] > out[0, 0, 1]                              # off by default: the sea stays blue

@@ -216,11 +216,12 @@ def as_sunlit_field(rgb: np.ndarray, blade: np.ndarray, rng: np.random.Generator
         return rgb
     hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV).astype(np.float32)
     value = hsv[..., 2][background]
+    texture = value - value.mean()
     spread = max(float(value.std()), 1.0)
     # OpenCV hue is 0-180: 30-50 is yellow-green to green.
     hsv[..., 0][background] = rng.uniform(30, 50)
-    hsv[..., 1][background] = np.clip(rng.uniform(110, 200) + (value - value.mean()) * 0.3, 0, 255)
-    hsv[..., 2][background] = np.clip(rng.uniform(110, 190) + (value - value.mean()) / spread * 25, 0, 255)
+    hsv[..., 1][background] = np.clip(rng.uniform(110, 200) + texture * 0.3, 0, 255)
+    hsv[..., 2][background] = np.clip(rng.uniform(110, 190) + texture / spread * 25, 0, 255)
     return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
 
 
