@@ -4,7 +4,8 @@ For each ``OUT/KIND/candidate.pt``, the candidate and the shipped weights (``--w
 scored on the held-out scenes of ``--data`` (the full wta-train photos, by default
 $EDGE_WTA_TRAIN, whatever the candidate was trained on) with the trainers' own validation code
 (:mod:`edge.train.heldout`). A candidate ships only when its score beats the shipped one by at
-least :data:`MARGIN`: it is exported over the shipped file (fp16, with the lossy coders' entropy
+least :data:`MARGIN`, and a lossy coder's is not worse at any quality level by more than that
+(:func:`worse_levels`): it is exported over the shipped file (fp16, with the lossy coders' entropy
 tables, by its trainer's own export) and a section with its steps, minutes, device and held-out
 numbers is added to the model card. Any other candidate is refused with the two scores; the
 shipped file stays.
@@ -72,12 +73,14 @@ def promote(out: Path, data: Path, weights_dir: Path, kinds: list[str], device: 
         shipped = weights_dir / f"{SHIPPED[kind]}.pt"
         new, old = score_file(kind, candidate, folders, device), score_file(kind, shipped, folders, device)
         gain = old.value - new.value
+        worse = worse_levels(kind, new.metrics, old.metrics)
         decision = {"kind": kind, "candidate": str(candidate), "score": new.value, "shipped_score": old.value,
-                    "shipped": False}
-        if gain < MARGIN[kind]:
+                    "shipped": False, "worse_levels": worse}
+        if gain < MARGIN[kind] or worse:
+            because = (f"it must be at least {MARGIN[kind]} lower" if gain < MARGIN[kind] else
+                       "but worse at level " + ", ".join(f"{level} by {by:.2f}" for level, by in worse.items()))
             decision["message"] = (f"refused: held-out score {new.value:.4f} against the shipped {old.value:.4f} "
-                                   f"({UNITS[kind]}; lower is better, it must be at least {MARGIN[kind]} lower); "
-                                   f"{shipped} stays")
+                                   f"({UNITS[kind]}; lower is better, {because}); {shipped} stays")
         elif dry_run:
             decision["message"] = f"would ship: held-out score {new.value:.4f} against the shipped {old.value:.4f}"
         else:
@@ -88,6 +91,28 @@ def promote(out: Path, data: Path, weights_dir: Path, kinds: list[str], device: 
                                                   f"{new.value:.4f} against {old.value:.4f} before")
         decisions.append(decision)
     return decisions
+
+
+def level_scores(kind: str, metrics: dict) -> dict[str, float]:
+    """10*bpp - PSNR of each quality level of a lossy coder, averaged over its validation sets
+    (lower is better); empty for the other kinds, which have one operating point."""
+    if kind not in ("lossy", "implicit"):
+        return {}
+    psnr = "psnr" if kind == "lossy" else "roi_psnr"
+    sets = [metrics[name] for name in ("val", "val_colour") if name in metrics]
+    common = set.intersection(*(set(levels) for levels in sets)) if sets else set()
+    return {level: sum(10 * levels[level]["bpp"] - levels[level][psnr] for levels in sets) / len(sets)
+            for level in sorted(common, key=int)}
+
+
+def worse_levels(kind: str, new_metrics: dict, old_metrics: dict) -> dict[str, float]:
+    """Levels at which the candidate is worse than the shipped weights by more than the margin.
+
+    A better mean over levels can hide a worse end of the curve, and the background is coded at
+    the lowest levels: a candidate that costs more there is not clearly better."""
+    new, old = level_scores(kind, new_metrics), level_scores(kind, old_metrics)
+    return {level: new[level] - old[level] for level in new
+            if level in old and new[level] - old[level] > MARGIN[kind]}
 
 
 def export(kind: str, candidate: Path, shipped: Path) -> str:
