@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge.codec import jpegexact, turbojpeg
+from edge.codec import jpegexact, jpegheaders, jpegwrite, turbojpeg
 from edge.codec.container import BundleRegion, decode_bundle, encode_bundle
 from edge.codec.imageio import decode_image_bytes
 from edge.codec.metadata import source_metadata_from_bytes
@@ -73,12 +73,12 @@ def test_kept_blocks_are_the_cameras_own_and_the_jpeg_keeps_its_exif(coders):
     data = jpeg_of(image, "4:2:0", exif=exif.tobytes())
     _, bundle, decoded, source = code(data, mask, coders)
 
-    written = jpegexact.jpeg_bytes(bundle)
+    written = jpegwrite.jpeg_bytes(bundle)
     with Image.open(io.BytesIO(written)) as reopened:
         assert reopened.getexif()[0x010F] == "DroneMaker"
     np.testing.assert_array_equal(decode_image_bytes(written)[decoded.mask], source[decoded.mask])
 
-    assert jpegexact.inspect_jpeg(written).quant_tables == jpegexact.inspect_jpeg(data).quant_tables
+    assert jpegheaders.inspect_jpeg(written).quant_tables == jpegheaders.inspect_jpeg(data).quant_tables
     original_y, original_cb, original_cr = turbojpeg.read_blocks(data)
     kept_y, kept_cb, kept_cr = turbojpeg.read_blocks(written)
     cells = bundle.blade_cells()
@@ -102,8 +102,8 @@ def test_blocks_and_tables_read_as_an_independent_libjpeg_wrapper_reads_them(tmp
     ours = turbojpeg.read_blocks(data)
     for blocks, expected in zip(ours, (reference.Y, reference.Cb, reference.Cr)):
         np.testing.assert_array_equal(blocks, expected)
-    info = jpegexact.inspect_jpeg(data)
-    assert [blocks.shape[:2] for blocks in ours] == jpegexact.component_block_shapes(info)
+    info = jpegheaders.inspect_jpeg(data)
+    assert [blocks.shape[:2] for blocks in ours] == jpegheaders.component_block_shapes(info)
     for index, table in enumerate(info.quant_tables):
         np.testing.assert_array_equal(np.reshape(table, (8, 8)), reference.qt[reference.quant_tbl_no[index]])
 
@@ -124,8 +124,8 @@ def test_an_error_inside_a_block_edit_reaches_the_caller():
 def test_jpeg_with_a_background_picture_fills_the_blank_blocks(coders, subsampling):
     image, mask = render_frame((150, 97), seed=12)
     _, bundle, decoded, source = code(jpeg_of(image, subsampling), mask, coders)
-    grey = decode_image_bytes(jpegexact.jpeg_bytes(bundle))
-    filled = decode_image_bytes(jpegexact.jpeg_bytes(bundle, background=source))
+    grey = decode_image_bytes(jpegwrite.jpeg_bytes(bundle))
+    filled = decode_image_bytes(jpegwrite.jpeg_bytes(bundle, background=source))
     outside = ~decoded.mask
     np.testing.assert_array_equal(filled[decoded.mask], source[decoded.mask])
     # the source as background: blank blocks get (almost) the camera's blocks back
@@ -158,7 +158,7 @@ def test_empty_and_full_masks(coders, fill):
         assert bundle.region("blade").coded.count == 0 and not bundle.region("blade").coded.streams
         assert decoded.image.shape == source.shape
         with pytest.raises(BundleError, match="empty"):
-            jpegexact.jpeg_bytes(bundle)
+            jpegwrite.jpeg_bytes(bundle)
 
 
 def test_progressive_jpeg_is_kept_exactly(coders):
@@ -173,7 +173,7 @@ def test_progressive_jpeg_is_kept_exactly(coders):
 def test_restart_markers_are_handled(coders):
     image, mask = render_frame((160, 96), seed=7)
     data = jpeg_of(image, "4:2:0", restart_marker_blocks=2)
-    assert jpegexact.inspect_jpeg(data).restart_interval == 2
+    assert jpegheaders.inspect_jpeg(data).restart_interval == 2
     _, bundle, decoded, source = code(data, mask, coders, blade="auto")
     assert "restart markers dropped" in bundle.region("blade").coded.params["reason"]
     np.testing.assert_array_equal(decoded.image[decoded.mask], source[decoded.mask])
@@ -229,15 +229,15 @@ def test_jpeg_exact_refuses_what_it_cannot_keep(coders):
     ({"kind": "lossless"}, "lossless JPEG"),
 ])
 def test_refusals_name_the_feature(change, message):
-    info = jpegexact.JpegInfo("baseline", "huffman", 8, 64, 48, ((2, 2), (1, 1), (1, 1)), 0, None)
-    assert jpegexact.refusal(info) == ""
-    assert message in jpegexact.refusal(replace(info, **change))
+    info = jpegheaders.JpegInfo("baseline", "huffman", 8, 64, 48, ((2, 2), (1, 1), (1, 1)), 0, None)
+    assert jpegheaders.refusal(info) == ""
+    assert message in jpegheaders.refusal(replace(info, **change))
 
 
 def test_truncated_headers_are_refused():
     data = jpeg_of(np.zeros((32, 32, 3), np.uint8))
     with pytest.raises(InputError, match="before the image data|truncated"):
-        jpegexact.inspect_jpeg(data[:data.index(b"\xff\xda")])
+        jpegheaders.inspect_jpeg(data[:data.index(b"\xff\xda")])
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
@@ -299,7 +299,7 @@ def test_offshore_output_and_decompress_write_a_jpeg_with_the_cameras_blade(code
     written = (tmp_path / "out" / "drone1" / sidecar["jpeg"]).read_bytes()
     np.testing.assert_array_equal(blade_of(written), pixels[where])
 
-    assert written == jpegexact.jpeg_bytes(bundle, background=decoded.image)
+    assert written == jpegwrite.jpeg_bytes(bundle, background=decoded.image)
 
     # The same through the command line, with the shipped models.
     (tmp_path / "photo.jpg").write_bytes(data)

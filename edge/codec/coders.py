@@ -27,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-from edge.codec import jpegexact
+from edge.codec import jpegexact, jpegheaders
 from edge.codec.bitswap.coder import BitswapCoder
 from edge.codec.bitswap.streams import StreamPool
 from edge.codec.classical import ClassicalCoder
@@ -103,10 +103,10 @@ class JpegExactRegionCoder:
     weights_sha256 = ""
 
     def encode(self, region: Region, level: int | None = None) -> CodedRegion:
-        if region.source is None or not jpegexact.is_jpeg(region.source):
+        if region.source is None or not jpegheaders.is_jpeg(region.source):
             raise jpegexact.NotKeptExactly("jpeg-exact needs the photo's JPEG file", region.where)
         height, width = region.mask.shape
-        info = jpegexact.inspect_jpeg(region.source, region.where)
+        info = jpegheaders.inspect_jpeg(region.source, region.where)
         if (info.width, info.height) != (width, height):
             raise jpegexact.NotKeptExactly(f"the JPEG is {info.width}x{info.height}, the pixels {width}x{height}",
                                            region.where)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.codec.container import read_bundle
-from edge.codec.jpegexact import jpeg_bytes
+from edge.codec.jpegwrite import jpeg_bytes
 from edge.codec.metadata import save_image
 from edge.codec.photo import Coders, decompress_bundle
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.codec import jpegexact
+from edge.codec import jpegwrite
 from edge.codec.container import Bundle, write_file_atomically
 from edge.codec.metadata import save_image
 from edge.config import OutputConfig
@@ -67,9 +67,9 @@ class OutputFolder:
                 raise OSError(f"cannot encode the mask of {image_path}")
             write_file_atomically(mask_path, encoded.tobytes())
         jpeg_path = None
-        if self.config.write_jpeg and jpegexact.holds_jpeg_exact(bundle) and bundle.region("blade").coded.count:
+        if self.config.write_jpeg and jpegwrite.holds_jpeg_exact(bundle) and bundle.region("blade").coded.count:
             jpeg_path = stem.with_name(stem.name + ".jpg")
-            write_file_atomically(jpeg_path, jpegexact.jpeg_bytes(bundle, background=decoded.image))
+            write_file_atomically(jpeg_path, jpegwrite.jpeg_bytes(bundle, background=decoded.image))
         source_path = None
         if decoded.source_file is not None and self.config.keep_source_files:
             extension = Path(bundle.source.filename).suffix.lower() or ".bin"
