@@ -4,8 +4,8 @@ For each ``OUT/KIND/candidate.pt``, the candidate and the shipped weights (``--w
 scored on the held-out scenes of ``--data`` (the full wta-train photos, by default
 $EDGE_WTA_TRAIN, whatever the candidate was trained on) with the trainers' own validation code
 (:mod:`edge.train.heldout`). A candidate ships only when its score beats the shipped one by at
-least :data:`MARGIN`, and a lossy coder's is not worse at any quality level by more than that
-(:func:`worse_levels`): it is exported over the shipped file (fp16, with the lossy coders' entropy
+least :data:`MARGIN` and none of its parts (a lossy coder's quality levels, the segmentation
+network's close-ups) is worse by more than that (:func:`worse_parts`): it is exported over the shipped file (fp16, with the lossy coders' entropy
 tables, by its trainer's own export) and a section with its steps, minutes, device and held-out
 numbers is added to the model card. Any other candidate is refused with the two scores; the
 shipped file stays.
@@ -73,12 +73,12 @@ def promote(out: Path, data: Path, weights_dir: Path, kinds: list[str], device: 
         shipped = weights_dir / f"{SHIPPED[kind]}.pt"
         new, old = score_file(kind, candidate, folders, device), score_file(kind, shipped, folders, device)
         gain = old.value - new.value
-        worse = worse_levels(kind, new.metrics, old.metrics)
+        worse = worse_parts(kind, new.metrics, old.metrics)
         decision = {"kind": kind, "candidate": str(candidate), "score": new.value, "shipped_score": old.value,
-                    "shipped": False, "worse_levels": worse}
+                    "shipped": False, "worse_parts": worse}
         if gain < MARGIN[kind] or worse:
             because = (f"it must be at least {MARGIN[kind]} lower" if gain < MARGIN[kind] else
-                       "but worse at level " + ", ".join(f"{level} by {by:.2f}" for level, by in worse.items()))
+                       "but worse at " + ", ".join(f"{part} by {by:.3f}" for part, by in worse.items()))
             decision["message"] = (f"refused: held-out score {new.value:.4f} against the shipped {old.value:.4f} "
                                    f"({UNITS[kind]}; lower is better, {because}); {shipped} stays")
         elif dry_run:
@@ -93,26 +93,28 @@ def promote(out: Path, data: Path, weights_dir: Path, kinds: list[str], device: 
     return decisions
 
 
-def level_scores(kind: str, metrics: dict) -> dict[str, float]:
-    """10*bpp - PSNR of each quality level of a lossy coder, averaged over its validation sets
-    (lower is better); empty for the other kinds, which have one operating point."""
+def part_scores(kind: str, metrics: dict) -> dict[str, float]:
+    """The parts of a held-out score that must not get worse (lower is better): each quality
+    level of a lossy coder (10*bpp - PSNR, averaged over its validation sets) and the close-ups
+    of the segmentation network (minus F1). Bit-swap has one operating point: none."""
+    if kind == "seg":
+        return {"close-ups": -metrics["f1_closeup"]} if "f1_closeup" in metrics else {}
     if kind not in ("lossy", "implicit"):
         return {}
     psnr = "psnr" if kind == "lossy" else "roi_psnr"
     sets = [metrics[name] for name in ("val", "val_colour") if name in metrics]
     common = set.intersection(*(set(levels) for levels in sets)) if sets else set()
-    return {level: sum(10 * levels[level]["bpp"] - levels[level][psnr] for levels in sets) / len(sets)
+    return {f"level {level}": sum(10 * levels[level]["bpp"] - levels[level][psnr] for levels in sets) / len(sets)
             for level in sorted(common, key=int)}
 
 
-def worse_levels(kind: str, new_metrics: dict, old_metrics: dict) -> dict[str, float]:
-    """Levels at which the candidate is worse than the shipped weights by more than the margin.
+def worse_parts(kind: str, new_metrics: dict, old_metrics: dict) -> dict[str, float]:
+    """Parts in which the candidate is worse than the shipped weights by more than the margin.
 
-    A better mean over levels can hide a worse end of the curve, and the background is coded at
-    the lowest levels: a candidate that costs more there is not clearly better."""
-    new, old = level_scores(kind, new_metrics), level_scores(kind, old_metrics)
-    return {level: new[level] - old[level] for level in new
-            if level in old and new[level] - old[level] > MARGIN[kind]}
+    A better mean can hide a worse part: the background is coded at a lossy coder's lowest
+    levels, and the close-ups are the photos the blade specialists read."""
+    new, old = part_scores(kind, new_metrics), part_scores(kind, old_metrics)
+    return {part: new[part] - old[part] for part in new if part in old and new[part] - old[part] > MARGIN[kind]}
 
 
 def export(kind: str, candidate: Path, shipped: Path) -> str:
