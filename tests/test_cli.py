@@ -1,6 +1,9 @@
 """The command line: every command has help, errors become one line and exit status 1."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from edge.cli import COMMANDS, build_parser, main
@@ -8,10 +11,20 @@ from edge.registry import MODELS
 
 
 def test_every_command_has_help_text():
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command")
+    listing = next(a for a in build_parser()._actions if a.dest == "command")
     for name in COMMANDS:
-        assert sub.choices[name].description, f"command {name} has no help text"
+        assert listing.choices[name].description, f"command {name} has no help text"
+        # The line `edge --help` reads from the source is the one the command's own parser shows.
+        own = next(a for a in build_parser(name)._actions if a.dest == "command")
+        assert own.choices[name].description == listing.choices[name].description
+
+
+def test_the_list_of_commands_imports_no_command_module():
+    code = ("import sys\nfrom edge.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('edge.commands.') or m == 'torch'))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "usage: edge" in result.stdout and "compress" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_an_input_error_is_one_line_and_exit_status_1(tmp_path, capsys):
