@@ -1,9 +1,9 @@
 """The ``edge`` command line: one sub-command per module in :mod:`edge.commands`.
 
 Each command module defines ``HELP`` (one line, a plain string: `edge --help` reads it from the
-source), ``add_arguments(parser)`` and ``run(args) -> int``. A command parses its arguments, calls one library function, and
-this dispatcher turns our own errors (:class:`edge.errors.EdgeError`) into a one-line
-message and exit status 1.
+source), ``add_arguments(parser)`` and ``run(args) -> int``. A command parses its arguments,
+calls one library function, and this dispatcher turns our own errors
+(:class:`edge.errors.EdgeError`) into a one-line message and exit status 1.
 """
 from __future__ import annotations
 
