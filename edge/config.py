@@ -197,6 +197,10 @@ class SegmentationConfig(Section):
     if_no_blade: Literal["send-source", "background"] = Field(
         "send-source", description="model: what to do with such a photo: send the original file (a missed "
                                    "blade keeps every pixel) or code it as background like the mask says")
+    min_confidence: float | None = Field(
+        None, ge=0, le=1, description="model: confidence guard: a photo whose mean U-Net probability inside "
+                                      "its mask is below this is sent as its original file; unset: the "
+                                      "threshold stored with the weights; 0: off")
 
 
 class CodingConfig(Section):

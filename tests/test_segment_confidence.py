@@ -60,13 +60,14 @@ def test_the_pipeline_calls_a_photo_unsure_by_the_threshold_stored_with_the_weig
 
 
 @pytest.mark.broker
-@pytest.mark.parametrize("logit, sent_whole", [(0.0, True), (6.0, False)])
+@pytest.mark.parametrize("logit, guard, sent_whole", [(0.0, {}, True), (6.0, {}, False),
+                                                     (0.0, {"min_confidence": 0}, False)])   # guard off
 def test_the_daemon_sends_the_source_file_of_a_photo_the_model_is_unsure_of(tmp_path, broker, services, caplog,
-                                                                             logit, sent_whole):
+                                                                             logit, guard, sent_whole):
     weights = tmp_path / "unet.pt"
     save_weights(constant_model(logit, min_confidence=0.8), weights)
     edge = edge_config(tmp_path, broker.port, coding={"mode": "roi"},
-                       segmentation={"mode": "model", "weights": str(weights)})
+                       segmentation={"mode": "model", "weights": str(weights), **guard})
     offshore = offshore_config(tmp_path, broker.port)
     services(Subscriber(offshore))
     daemon = services(EdgeDaemon(edge))

@@ -64,9 +64,10 @@ class MaskFiles:
 class ModelSegmenter:
     """BU-Netv2+P on one surface; the network is loaded on first use."""
 
-    def __init__(self, weights: Path | None, runtime=None):
+    def __init__(self, weights: Path | None, runtime=None, min_confidence: float | None = None):
         self.weights = weights
         self.runtime = runtime       # edge.config.RuntimeConfig: which backend runs the U-Net
+        self.min_confidence = min_confidence   # None: the confidence guard's threshold stored with the weights
         self._model = None
         self.unsure: set[Path] = set()   # photos of the last call whose masks the model is unsure of
 
@@ -77,7 +78,7 @@ class ModelSegmenter:
                                            work_size)
         if self._model is None:
             self._model = load_segmenter(self.weights, runtime=self.runtime)
-        settings = SegmentSettings()
+        settings = SegmentSettings(min_confidence=self.min_confidence)
         # Keep only a work-size copy of each photo: every step after the U-Net's own downscale
         # runs at that size anyway, and a surface of 40 photos of 20 MP would hold 2.4 GB.
         images, sizes = [], []
@@ -97,4 +98,4 @@ def make_segmenter(config: SegmentationConfig, runtime=None) -> Segmenter:
         return no_masks
     if config.mode == "mask-files":
         return MaskFiles(config.mask_folder, config.mask_suffix)
-    return ModelSegmenter(config.weights, runtime)
+    return ModelSegmenter(config.weights, runtime, config.min_confidence)
