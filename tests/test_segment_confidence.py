@@ -16,6 +16,7 @@ from tests.daemon_helpers import arrivals, edge_config, offshore_config, wait_fo
 from edge.daemon.journal import Journal
 from edge.daemon.pipeline import EdgeDaemon
 from edge.offshore.subscriber import Subscriber
+from edge.registry import MODELS
 from edge.segment.confidence import guard_report, mask_confidence
 from edge.segment.pipeline import SegmentSettings, load_segmenter, segment_surface
 from edge.segment.unet import BUNetV2, UNetConfig, save_weights
@@ -88,3 +89,10 @@ def test_the_daemon_sends_the_source_file_of_a_photo_the_model_is_unsure_of(tmp_
         assert (image.parent / sidecar["source_file"]).read_bytes() == source
     else:
         assert sidecar["source_file"] is None
+
+
+@pytest.mark.parametrize("name", [name for name, spec in MODELS.items() if spec.kind == "segmentation"])
+def test_every_shipped_segmenter_has_its_guard(name):
+    """The thresholds chosen on the held-out scenes (model cards) travel with the weights files."""
+    model = load_segmenter(MODELS[name].weights_path)
+    assert 0.5 <= model.config.min_confidence < 1
