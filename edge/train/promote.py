@@ -5,10 +5,10 @@ scored on the held-out scenes of ``--data`` (the full wta-train photos, by defau
 $EDGE_WTA_TRAIN, whatever the candidate was trained on) with the trainers' own validation code
 (:mod:`edge.train.heldout`). A candidate ships only when its score beats the shipped one by at
 least :data:`MARGIN` and none of its parts (a lossy coder's quality levels, the segmentation
-network's close-ups) is worse by more than that (:func:`worse_parts`): it is exported over the shipped file (fp16, with the lossy coders' entropy
-tables, by its trainer's own export) and a section with its steps, minutes, device and held-out
-numbers is added to the model card. Any other candidate is refused with the two scores; the
-shipped file stays.
+network's close-ups) is worse by more than that (:func:`worse_parts`). It is then exported over
+the shipped file (fp16, with the lossy coders' entropy tables, by its trainer's own export) and a
+section with its steps, minutes, device and held-out numbers is added to the model card. Any
+other candidate is refused with the two scores; the shipped file stays.
 """
 from __future__ import annotations
 
