@@ -149,6 +149,12 @@ def test_train_seg_init_from_starts_a_new_run_from_given_weights(tiny_data, tmp_
     assert load_weights(weights).config.threshold == 0.42
     exported = load_weights(weights).state_dict()
     assert all(torch.allclose(exported[k], new["model"][k].float(), atol=1e-2) for k in conv_keys)
+    # A run started from weights in the shipped format starts a new curve (they hold no step).
+    fourth = tmp_path / "fourth"
+    assert main(["train", "seg", "--data", str(tiny_data), "--ckpt-dir", str(fourth), "--steps", "1",
+                 "--init-from", str(weights), *TINY_TRAIN]) == 0
+    assert [point["step"] for point in training_curve(fourth)] == [1]
+    assert main(["train", "seg", "--ckpt-dir", str(fourth), "--plot-curve", str(curve)]) == 0
 
 
 def test_eval_seg_tau_sweep_scores_each_threshold(tiny_data, tiny_weights, tmp_path, capsys):

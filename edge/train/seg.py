@@ -417,9 +417,16 @@ def run_offset(ckpt_dir: Path) -> int:
     return 0
 
 
+def _checkpoint_step(path: Path) -> int | None:
+    """The step of a training checkpoint; None for shipped weights (they start a new chain)."""
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    return int(payload["step"]) if isinstance(payload, dict) and "step" in payload else None
+
+
 def _steps_up_to(checkpoint: Path) -> int:
     """Steps of the whole chain of runs up to ``checkpoint`` (its own step plus its run's offset)."""
-    return run_offset(checkpoint.parent) + int(torch.load(checkpoint, map_location="cpu", weights_only=False)["step"])
+    step = _checkpoint_step(checkpoint)
+    return 0 if step is None else run_offset(checkpoint.parent) + step
 
 
 def training_curve(ckpt_dir: Path) -> list[dict]:
@@ -435,7 +442,7 @@ def training_curve(ckpt_dir: Path) -> list[dict]:
     offset = 0
     for line in log_path.read_text().splitlines():
         init = _INIT_LINE.search(line)
-        if init and not points:
+        if init and not points and _checkpoint_step(Path(init.group(1))) is not None:
             parent = Path(init.group(1))
             offset = _steps_up_to(parent)
             points = [p for p in training_curve(parent.parent) if p["step"] <= offset]
