@@ -442,10 +442,12 @@ def training_curve(ckpt_dir: Path) -> list[dict]:
     offset = 0
     for line in log_path.read_text().splitlines():
         init = _INIT_LINE.search(line)
-        if init and not points and _checkpoint_step(Path(init.group(1))) is not None:
+        if init and not points:
             parent = Path(init.group(1))
-            offset = _steps_up_to(parent)
-            points = [p for p in training_curve(parent.parent) if p["step"] <= offset]
+            step = _checkpoint_step(parent)
+            if step is not None:      # a training checkpoint (shipped weights start a new curve)
+                offset = run_offset(parent.parent) + step
+                points = [p for p in training_curve(parent.parent) if p["step"] <= offset]
         match = _VAL_LINE.search(line)
         if match:
             scores = json.loads(match.group(3))
