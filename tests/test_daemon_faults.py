@@ -229,7 +229,9 @@ def test_a_file_written_in_ten_pieces_closed_between_them_arrives_once(tmp_path,
     assert [(Path(r.path).name, r.state) for r in records] == [("DJI_0007.JPG", "acknowledged")]
     quarantine = edge.quarantine_folder
     assert not quarantine.exists() or not any(quarantine.iterdir())
-    assert "quarantined" not in caplog.text
+    # Every quarantine logs "quarantined: ..."; the watcher may also have seen the file at 0 bytes
+    # between its creation and the first write, and said it waits ("quarantined if it stays empty").
+    assert "quarantined:" not in caplog.text
 
 
 def test_an_empty_file_is_named_once_quarantined_once_and_coded_when_filled(tmp_path, broker, services, caplog):
