@@ -3,11 +3,13 @@
 Data: the training frames of each ``--data`` directory (held-out wta-train scenes are never
 trained on, see :mod:`edge.segment.dataset`), cached in memory at a size slightly above the
 network size. Frames of the first directory (the real photos) and close-ups are drawn more
-often (``first_data_weight``, ``closeup_weight``); class weights follow the drawn mix. Each step draws a batch, augments it (flips, rotation within +-``rotate``
-degrees, zoom in [``zoom_min``, ``zoom_max``], brightness/contrast jitter), and trains at the
-network size (long side 512). ``--arch bunetv2-lite0`` trains BU-Netv2 on the pretrained
-EfficientNet-Lite0 encoder (:mod:`edge.segment.effnet`), its stem and first ``--freeze-blocks``
-blocks frozen until step ``--unfreeze-at``. Validation F1 on the held-out frames is logged every
+often (``first_data_weight``, ``closeup_weight``); class weights follow the drawn mix. Each
+step draws a batch, augments it (:mod:`edge.train.segaugment`: flips, rotation within
++-``rotate`` degrees, zoom in [``zoom_min``, ``zoom_max``], pasted blades, colour jitter, channel
+shuffle, field recolouring), and trains at the network size (long side 512). ``--arch
+bunetv2-lite0`` trains BU-Netv2 on the pretrained EfficientNet-Lite0 encoder
+(:mod:`edge.segment.effnet`), its stem and first ``--freeze-blocks`` blocks frozen until step
+``--unfreeze-at``. Validation F1 on the held-out frames is logged every
 ``--eval-every`` steps. Checkpoints (model, optimiser, step, random state) go to
 ``CKPT/last.pt`` and the best validation F1 to ``CKPT/best.pt``; running again resumes.
 """
@@ -31,10 +33,10 @@ from tqdm import tqdm
 from edge.errors import ConfigError
 from edge.segment.dataset import is_held_out, list_frames, read_mask, read_rgb
 from edge.segment.losses import class_weights, dense_crf_loss, focal_loss
-from edge.segment.reference import painted_surface
 from edge.segment import effnet
 from edge.segment.unet import RGB_MEAN, RGB_STD, BUNetV2, UNetConfig, network_size, save_weights
 from edge.train.common import exclusive_run, logged_to_file
+from edge.train.segaugment import Sample, augment, paste_donors
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ class SegTrainConfig:
     colour_jitter: float = 0.15      # per-channel gain and saturation vary within +-colour_jitter
     channel_shuffle: float = 0.0     # share of crops whose RGB channels are put in a random order
     field_recolour: float = 0.0      # share of crops whose background becomes a sunlit field (blade kept)
+    blade_paste: float = 0.0         # share of crops that get another frame's blade pasted on them
     init_from: str = ""              # start a new run from this checkpoint's weights (not its optimiser or step)
     bf16: bool = False               # bf16 autocast: measured 1.6x slower per step than float32 on this CPU
     arch: str = "bunetv2"            # "bunetv2" (from scratch) or "bunetv2-lite0" (pretrained encoder)
@@ -132,15 +135,6 @@ def set_frozen(model: torch.nn.Module, step: int, config: SegTrainConfig) -> boo
     return frozen
 
 
-@dataclass
-class Sample:
-    name: str
-    rgb: np.ndarray               # uint8, cached size
-    mask: np.ndarray              # uint8 0/1, cached size
-    view: str
-    source: int                   # index of the data directory it came from
-
-
 def load_samples(config: SegTrainConfig, held_out: bool) -> list[Sample]:
     """Frames of every data directory, resized so the long side is 1.25x the network's."""
     cache_long = int(config.long_side * 1.25)
@@ -157,72 +151,6 @@ def load_samples(config: SegTrainConfig, held_out: bool) -> list[Sample]:
             samples.append(Sample(frame.name, cv2.resize(rgb, size, interpolation=cv2.INTER_AREA),
                                   cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST), frame.view, source))
     return samples
-
-
-def augment(sample: Sample, out_hw: tuple[int, int], rng: np.random.Generator,
-            config: SegTrainConfig) -> tuple[np.ndarray, np.ndarray]:
-    """A random flip / rotation / zoom / crop of one sample; (rgb, mask) of size ``out_hw``.
-
-    Scale 1 is the network scale (the long side of the sample becomes ``long_side``).
-    """
-    out_h, out_w = out_hw
-    h, w = sample.rgb.shape[:2]
-    zoom = math.exp(rng.uniform(math.log(config.zoom_min), math.log(config.zoom_max)))
-    angle = rng.uniform(-config.rotate, config.rotate)
-    scale = config.long_side / max(h, w) * zoom
-    # Random centre keeping the crop inside the scaled image where it fits.
-    slack_x = max(0.0, (w * scale - out_w) / 2) / scale
-    slack_y = max(0.0, (h * scale - out_h) / 2) / scale
-    cx = w / 2 + rng.uniform(-slack_x, slack_x)
-    cy = h / 2 + rng.uniform(-slack_y, slack_y)
-    matrix = cv2.getRotationMatrix2D((cx, cy), angle, scale)
-    matrix[:, 2] += (out_w / 2 - cx, out_h / 2 - cy)
-    rgb = cv2.warpAffine(sample.rgb, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REFLECT_101)
-    mask = cv2.warpAffine(sample.mask.astype(np.float32), matrix, (out_w, out_h),
-                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101) > 0.5
-    if rng.random() < 0.5:
-        rgb, mask = rgb[:, ::-1], mask[:, ::-1]
-    if rng.random() < 0.5:
-        rgb, mask = rgb[::-1], mask[::-1]
-    # Photometric jitter: contrast and brightness, then a colour cast (per-channel gain) and
-    # saturation, since the scenes differ in light and white balance.
-    rgb = rgb.astype(np.float32) * rng.uniform(0.8, 1.2) + rng.uniform(-20, 20)
-    if config.colour_jitter > 0:
-        jitter = config.colour_jitter
-        rgb = rgb * rng.uniform(1 - jitter, 1 + jitter, size=3).astype(np.float32)
-        grey = rgb.mean(axis=2, keepdims=True)
-        rgb = grey + (rgb - grey) * rng.uniform(1 - 2 * jitter, 1 + 2 * jitter)
-    # White and grey paint stay white and grey under a channel shuffle; sky, sea and grass change
-    # hue, so the network cannot take "not blue and not brown" for blade (it misses blades on grass).
-    if config.channel_shuffle > 0 and rng.random() < config.channel_shuffle:
-        rgb = rgb[..., rng.permutation(3)]
-    rgb = np.clip(rgb, 0, 255).astype(np.uint8)
-    if config.field_recolour > 0 and rng.random() < config.field_recolour:
-        rgb = as_sunlit_field(rgb, mask.astype(bool), rng)
-    return rgb, mask.astype(np.uint8)
-
-
-def as_sunlit_field(rgb: np.ndarray, blade: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``rgb`` with its coloured background turned into bright, saturated green or yellow-green of
-    the same texture; the blade and every other white or grey surface (tower, nacelle, roofs, pale
-    sky) untouched, so they stay what the network must tell apart.
-
-    wta-train shows blades over sky, sea and brown ground; real inspections also look down on
-    sunlit fields, whose colour and brightness statistics the networks never saw (batch-norm
-    statistics taken from such photos recover the blades: docs/segmentation.md)."""
-    background = ~blade & ~painted_surface(rgb)
-    if not background.any():
-        return rgb
-    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV).astype(np.float32)
-    value = hsv[..., 2][background]
-    texture = value - value.mean()
-    spread = max(float(value.std()), 1.0)
-    # OpenCV hue is 0-180: 30-50 is yellow-green to green.
-    hsv[..., 0][background] = rng.uniform(30, 50)
-    hsv[..., 1][background] = np.clip(rng.uniform(110, 200) + texture * 0.3, 0, 255)
-    hsv[..., 2][background] = np.clip(rng.uniform(110, 190) + texture / spread * 25, 0, 255)
-    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
 
 
 def to_batch(rgbs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -337,13 +265,14 @@ def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
         path.with_suffix(".tmp").replace(path)
 
     out_hw = (config.crop, config.crop)
+    donors = paste_donors(train_samples)
     frozen = set_frozen(model, step, config)
     progress = tqdm(total=config.steps, initial=step, desc="seg", mininterval=10)
     running: dict[str, float] = {}
     started, start_step = time.time(), step
     while step < config.steps:
         picks = rng.choice(len(train_samples), config.batch, p=draw_probability)
-        pairs = [augment(train_samples[i], out_hw, rng, config) for i in picks]
+        pairs = [augment(train_samples[i], out_hw, rng, config, donors) for i in picks]
         if frozen and step >= config.unfreeze_at > 0:
             frozen = set_frozen(model, step, config)
             log.info("step %d: all encoder blocks trainable", step)
@@ -501,6 +430,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of training crops with their RGB channels in a random order (0 = off)")
     parser.add_argument("--field-recolour", type=float, default=defaults.field_recolour,
                         help="share of training crops whose background becomes a sunlit green field (0 = off)")
+    parser.add_argument("--blade-paste", type=float, default=defaults.blade_paste,
+                        help="share of training crops that get the blade of another training frame pasted on them (0 = off)")
     parser.add_argument("--bf16", action="store_true",
                         help="bf16 autocast (off by default: float32 measured 1.6x faster per step on this CPU)")
     parser.add_argument("--init-from", default="", metavar="PT",

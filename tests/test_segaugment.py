@@ -1,0 +1,107 @@
+"""Augmentation of segmentation training crops (edge.train.segaugment): each change keeps the
+mask true to the pixels."""
+import cv2
+import numpy as np
+
+from edge.train.seg import SegTrainConfig
+from edge.train.segaugment import Sample, augment, paste_blade, paste_donors
+
+
+def blade_over(background: np.ndarray):
+    """A training sample of a white vertical blade over the 64x64 RGB ``background``."""
+    rgb = background.copy()
+    rgb[:, 24:40] = (230, 230, 230)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[:, 24:40] = 1
+    return Sample("s", rgb, mask, "closeup", 0), mask
+
+
+def photometric_only(**augmentation):
+    """Augmentation settings without geometry or colour jitter, plus ``augmentation``."""
+    return SegTrainConfig(long_side=64, rotate=0.0, zoom_min=1.0, zoom_max=1.0, colour_jitter=0.0, **augmentation)
+
+
+def test_channel_shuffle_changes_background_hues_and_keeps_white_blades():
+    grass = np.empty((64, 64, 3), np.uint8)
+    grass[:] = (60, 140, 40)
+    sample, mask = blade_over(grass)
+    config = photometric_only(channel_shuffle=1.0)
+    rng = np.random.default_rng(0)
+    greens = set()
+    for _ in range(30):
+        out, out_mask = augment(sample, (64, 64), rng, config)
+        assert out_mask.sum() == mask.sum()
+        blade = out[out_mask.astype(bool)]
+        assert np.ptp(blade, axis=1).max() == 0           # the blade is still grey: R = G = B
+        greens.add(int(np.argmax(out[0, 0])))             # which channel the grass is brightest in
+    assert greens == {0, 1, 2}
+    out, _ = augment(sample, (64, 64), np.random.default_rng(0), photometric_only())
+    assert np.argmax(out[0, 0]) == 1                      # off by default: grass stays green
+
+
+def test_field_recolour_turns_the_background_into_a_green_field_and_keeps_the_blade():
+    rng = np.random.default_rng(1)
+    sea = np.empty((64, 64, 3), np.uint8)
+    sea[:] = (40, 80, 130)
+    sea[::2] += rng.integers(0, 20, size=(32, 64, 1), dtype=np.uint8)   # with a texture
+    sample, _ = blade_over(sea)
+    config = photometric_only(field_recolour=1.0)
+    for _ in range(10):
+        out, out_mask = augment(sample, (64, 64), rng, config)
+        blade, background = out[out_mask.astype(bool)].astype(int), out[~out_mask.astype(bool)].astype(int)
+        assert np.ptp(blade, axis=1).max() <= 2                     # the blade stays grey
+        assert (background[:, 1] > background[:, 2]).mean() > 0.95  # the sea became green ...
+        assert (background[:, 1] > background[:, 0]).mean() > 0.95
+        assert background.std(axis=0).max() > 2                     # ... with its texture kept
+    out, _ = augment(sample, (64, 64), np.random.default_rng(0), photometric_only())
+    assert out[0, 0, 2] > out[0, 0, 1]                              # off by default: the sea stays blue
+
+
+def test_a_pasted_blade_is_blade_in_the_mask_and_leaves_the_rest_untouched():
+    sea = np.empty((64, 64, 3), np.uint8)
+    sea[:] = (40, 80, 130)
+    donor, _ = blade_over(sea)
+    empty = np.zeros((64, 64), np.uint8)
+    rng = np.random.default_rng(2)
+    pasted_any = False
+    for _ in range(10):
+        out, out_mask = paste_blade(sea.copy(), empty, donor, rng)
+        inside = cv2.erode(out_mask.astype(np.uint8), np.ones((5, 5), np.uint8), borderType=cv2.BORDER_CONSTANT,
+                           borderValue=0).astype(bool)      # past the soft edge
+        outside = ~cv2.dilate(out_mask.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+        assert (np.abs(out[inside].astype(int) - 230) <= 1).all()   # the donor's white blade, as blade
+        assert (out[outside] == sea[outside]).all()           # the sea elsewhere, as background
+        pasted_any |= bool(inside.any())
+    assert pasted_any
+
+
+def test_a_blade_already_in_the_crop_stays_blade_under_a_pasted_one():
+    grass = np.empty((64, 64, 3), np.uint8)
+    grass[:] = (60, 140, 40)
+    sample, mask = blade_over(grass)
+    rng = np.random.default_rng(5)
+    for _ in range(10):
+        _, out_mask = paste_blade(sample.rgb, mask, sample, rng)
+        assert out_mask[mask.astype(bool)].all()
+
+
+def test_paste_donors_leave_out_frames_without_blade_or_filled_by_it():
+    sea = np.zeros((64, 64, 3), np.uint8)
+    some, _ = blade_over(sea)
+    none = Sample("none", sea, np.zeros((64, 64), np.uint8), "far", 0)
+    full = Sample("full", sea, np.ones((64, 64), np.uint8), "closeup", 0)
+    assert [s.name for s in paste_donors([some, none, full])] == ["s"]
+
+
+def test_without_blade_paste_the_donors_change_nothing():
+    """Runs started before pasting existed resume with the same random draws."""
+    rng_rows = np.random.default_rng(7).integers(0, 255, size=(64, 64, 3), dtype=np.uint8)
+    sample, _ = blade_over(rng_rows)
+    config = SegTrainConfig(long_side=64, field_recolour=0.5, channel_shuffle=0.5)
+    plain = augment(sample, (48, 48), np.random.default_rng(0), config)
+    with_donors = augment(sample, (48, 48), np.random.default_rng(0), config, [sample])
+    assert all((a == b).all() for a, b in zip(plain, with_donors))
+    pasting = SegTrainConfig(long_side=64, blade_paste=1.0)
+    _, mask = augment(sample, (48, 48), np.random.default_rng(0), pasting, [sample])
+    _, unpasted = augment(sample, (48, 48), np.random.default_rng(0), SegTrainConfig(long_side=64))
+    assert mask.sum() > unpasted.sum()
