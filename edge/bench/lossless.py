@@ -36,9 +36,9 @@ from edge.codec.bitswap.streams import StreamPool
 from edge.codec.patches import PatchGrid, mirror_pad, to_patches
 from edge.errors import EdgeError, InputError
 from edge.registry import get_spec, load_model as registry_load, weights_sha256
+from edge.segment.dataset import IMAGE_SUFFIXES
 
 CLASSICAL = ("png", "webp", "jpegxl", "jpeg2000", "jpegls")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
 
 
 def classical_codecs() -> dict:

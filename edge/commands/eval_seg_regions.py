@@ -11,7 +11,7 @@ import numpy as np
 
 from edge.bench.masks import draw_blade_mask
 from edge.errors import InputError
-from edge.segment.dataset import read_rgb
+from edge.segment.dataset import IMAGE_SUFFIXES, read_rgb
 from edge.segment.metrics import frame_scores
 from edge.segment.pipeline import SegmentSettings, load_segmenter, segment_surface
 from edge.segment.reference import BladeRegions, reference_mask
@@ -35,9 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def find_photo(folder: Path, stem: str) -> Path:
     for path in sorted(folder.glob(stem + ".*")):
-        if path.suffix.lower() in (".jpg", ".jpeg", ".png"):
+        if path.suffix.lower() in IMAGE_SUFFIXES:
             return path
-    raise InputError(f"no photo named {stem} (.jpg or .png) for its blade regions", str(folder))
+    raise InputError(f"no photo named {stem} ({', '.join(sorted(IMAGE_SUFFIXES))}) for its blade regions",
+                     str(folder))
 
 
 def overlay(image: np.ndarray, reference: np.ndarray, predicted: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ import numpy as np
 from edge.errors import InputError
 from edge.synth.manifest import MANIFEST_NAME, Manifest
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}   # what cv2.imread reads
 WTA_HELD_OUT = {"envA": (66, 74), "envB": (47, 61), "envC": (43, 53)}
 _WTA_NAME = re.compile(r"^(env[A-Za-z])_(\d+)")
 

@@ -14,9 +14,8 @@ import cv2
 import numpy as np
 
 from edge.errors import ConfigError, InputError
-from edge.segment.dataset import is_held_out
+from edge.segment.dataset import IMAGE_SUFFIXES, is_held_out
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
 WTA_TRAIN_ENV = "EDGE_WTA_TRAIN"      # the wta-train folder when a command is not given one
 
 
