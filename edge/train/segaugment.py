@@ -122,4 +122,4 @@ def paste_blade(rgb: np.ndarray, mask: np.ndarray, donor: Sample,
     piece = cv2.warpAffine(piece, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     alpha = cv2.GaussianBlur(cv2.warpAffine(alpha, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR), (3, 3), 0)
     blended = alpha[..., None] * piece + (1 - alpha[..., None]) * rgb
-    return blended.astype(np.uint8), np.logical_or(mask, alpha > 0.5)
+    return np.rint(blended).astype(np.uint8), np.logical_or(mask, alpha > 0.5)
