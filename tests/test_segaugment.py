@@ -2,9 +2,10 @@
 mask true to the pixels."""
 import cv2
 import numpy as np
+import pytest
 
 from edge.train.seg import SegTrainConfig
-from edge.train.segaugment import Sample, augment, paste_blade, paste_donors
+from edge.train.segaugment import Sample, augment, paste_blade, paste_donors, pasted_blade_fraction
 
 
 def blade_over(background: np.ndarray):
@@ -105,3 +106,17 @@ def test_without_blade_paste_the_donors_change_nothing():
     _, mask = augment(sample, (48, 48), np.random.default_rng(0), pasting, [sample])
     _, unpasted = augment(sample, (48, 48), np.random.default_rng(0), SegTrainConfig(long_side=64))
     assert mask.sum() > unpasted.sum()
+
+
+def test_pasted_blade_fraction_is_the_blade_area_pasting_adds_to_training_crops():
+    sea = np.empty((64, 64, 3), np.uint8)
+    sea[:] = (40, 80, 130)
+    donor, _ = blade_over(sea)
+    no_blade = Sample("sea", sea, np.zeros((64, 64), np.uint8), "far", 0)
+    rng = np.random.default_rng(3)
+    seen = np.mean([augment(no_blade, (48, 48), rng, photometric_only(blade_paste=1.0), [donor])[1].mean()
+                    for _ in range(200)])
+    estimate = pasted_blade_fraction([donor], (48, 48))
+    assert 0.05 < estimate < 0.6
+    assert estimate == pytest.approx(seen, rel=0.25)
+    assert pasted_blade_fraction([], (48, 48)) == 0.0

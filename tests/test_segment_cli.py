@@ -1,5 +1,6 @@
 """Training, resuming, segmenting and evaluating through the ``edge`` command line, on tiny data."""
 import json
+import re
 
 import cv2
 import numpy as np
@@ -188,3 +189,14 @@ def test_train_seg_is_float32_by_default_and_bf16_on_request(tiny_data, tmp_path
     assert main(["train", "seg", "--data", str(tiny_data), "--ckpt-dir", str(default), "--steps", "1",
                  *TINY_TRAIN]) == 0
     assert torch.load(default / "last.pt", weights_only=False)["config"]["bf16"] is False
+
+
+def test_train_seg_weights_the_classes_by_the_blade_area_that_pasting_adds(tiny_data, tmp_path):
+    fractions = {}
+    for paste in ("0", "0.5"):
+        ckpt = tmp_path / f"paste{paste}"
+        assert main(["train", "seg", "--data", str(tiny_data), "--ckpt-dir", str(ckpt), "--steps", "1",
+                     "--blade-paste", paste, *TINY_TRAIN]) == 0
+        logged = re.search(r"blade fraction ([0-9.]+)", (ckpt / "train.log").read_text())
+        fractions[paste] = float(logged.group(1))
+    assert fractions["0.5"] > fractions["0"] + 0.005

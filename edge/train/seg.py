@@ -36,7 +36,7 @@ from edge.segment.losses import class_weights, dense_crf_loss, focal_loss
 from edge.segment import effnet
 from edge.segment.unet import RGB_MEAN, RGB_STD, BUNetV2, UNetConfig, network_size, save_weights
 from edge.train.common import exclusive_run, logged_to_file
-from edge.train.segaugment import Sample, augment, paste_donors
+from edge.train.segaugment import Sample, augment, paste_donors, pasted_blade_fraction
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,12 @@ def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
     draw_weight = np.array([(config.first_data_weight if s.source == 0 else 1.0)
                             * (config.closeup_weight if s.view == "closeup" else 1.0) for s in train_samples])
     draw_probability = draw_weight / draw_weight.sum()
+    out_hw = (config.crop, config.crop)
+    donors = paste_donors(train_samples)
     blade_fraction = float(np.sum(draw_probability * [s.mask.mean() for s in train_samples]))
+    if config.blade_paste > 0:
+        # Pasted blades add blade area, mostly over background: weight the classes as they are seen.
+        blade_fraction += config.blade_paste * pasted_blade_fraction(donors, out_hw) * (1 - blade_fraction)
     weights = class_weights(blade_fraction)
 
     device = resolve_device(config.device)
@@ -264,8 +269,6 @@ def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
                    path.with_suffix(".tmp"))
         path.with_suffix(".tmp").replace(path)
 
-    out_hw = (config.crop, config.crop)
-    donors = paste_donors(train_samples)
     frozen = set_frozen(model, step, config)
     progress = tqdm(total=config.steps, initial=step, desc="seg", mininterval=10)
     running: dict[str, float] = {}

@@ -100,6 +100,18 @@ def paste_donors(samples: Sequence[Sample]) -> list[Sample]:
     return [s for s in samples if 0.01 <= s.mask.mean() <= 0.4]
 
 
+def pasted_blade_fraction(donors: Sequence[Sample], out_hw: tuple[int, int], draws: int = 64) -> float:
+    """The mean share of a crop of size ``out_hw`` that one pasted blade covers, measured on
+    ``draws`` pastes with a random generator of its own (the training draws stay as they are)."""
+    if not donors:
+        return 0.0
+    rng = np.random.default_rng(0)
+    empty_rgb, empty_mask = np.zeros((*out_hw, 3), np.uint8), np.zeros(out_hw, bool)
+    covered = [paste_blade(empty_rgb, empty_mask, donors[rng.integers(len(donors))], rng)[1].mean()
+               for _ in range(draws)]
+    return float(np.mean(covered))
+
+
 def paste_blade(rgb: np.ndarray, mask: np.ndarray, donor: Sample,
                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """``rgb`` and ``mask`` with the blade of ``donor`` cut out by its mask, turned, scaled and
