@@ -19,6 +19,7 @@ TRAINERS = {
     "implicit": "edge.train.implicit",
     "all": "edge.train.all",            # every model above from its shipped weights, in one budget
     "promote": "edge.train.promote",    # ship what `all` trained, when clearly better
+    "soup": "edge.train.soup",          # average the weights of runs from the same weights
 }
 
 

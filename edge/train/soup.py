@@ -1,0 +1,78 @@
+"""Average the weights of training checkpoints fine-tuned from the same weights (a model soup).
+
+Runs that start from one set of weights and differ in their augmentation or seed stay in one
+basin of the loss, so the mean of their weights is a network too, often better than each of
+them (Wortsman et al. 2022, "Model soups"). The soup is written as a training checkpoint
+without optimiser state: export it with ``edge train seg --ckpt-dir DIR --export W.pt
+--export-from NAME`` or start a new run from it with ``--init-from``.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from edge.errors import InputError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out", type=Path, help="the soup checkpoint to write (e.g. RUNS/soup/last.pt)")
+    parser.add_argument("checkpoints", type=Path, nargs="+",
+                        help="training checkpoints (last.pt, best.pt) of runs from the same weights")
+
+
+def run(args: argparse.Namespace) -> int:
+    soup = make_soup(args.checkpoints)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(soup, args.out)
+    print(f"wrote {args.out}: the mean of {len(args.checkpoints)} checkpoints")
+    return 0
+
+
+def make_soup(paths: list[Path]) -> dict:
+    """The checkpoint whose model weights are the mean of those of ``paths``; its config is the
+    first checkpoint's (the architecture must be the same for all)."""
+    if len(paths) < 2:
+        raise InputError("a soup needs at least two checkpoints")
+    first_path, checkpoints = Path(paths[0]), [_load(Path(path)) for path in paths]
+    first = checkpoints[0]
+    for path, checkpoint in zip(paths[1:], checkpoints[1:]):
+        _check_same_network(first, first_path, checkpoint, Path(path))
+    model = {}
+    for key, tensor in first["model"].items():
+        if tensor.is_floating_point():
+            # Summed in float64 so that the mean does not depend on the order of the checkpoints.
+            total = sum(checkpoint["model"][key].double() for checkpoint in checkpoints)
+            model[key] = (total / len(checkpoints)).to(tensor.dtype)
+        else:
+            model[key] = tensor.clone()  # counters such as num_batches_tracked
+    return {"model": model, "config": first.get("config", {}), "step": max(int(c.get("step", 0)) for c in checkpoints),
+            "best": first.get("best", {}), "soup_of": [str(path) for path in paths]}
+
+
+def _load(path: Path) -> dict:
+    if not path.is_file():
+        raise InputError("no such checkpoint", str(path))
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises many kinds for a damaged file
+        raise InputError(f"not a readable torch checkpoint ({error})", str(path)) from error
+    if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict):
+        raise InputError("not a training checkpoint: it has no 'model' state dict (shipped weights are fp16 "
+                         "exports; average the runs' last.pt or best.pt instead)", str(path))
+    return payload
+
+
+def _check_same_network(first: dict, first_path: Path, other: dict, path: Path) -> None:
+    arch, other_arch = first.get("config", {}).get("arch"), other.get("config", {}).get("arch")
+    if arch != other_arch:
+        raise InputError(f"architecture {other_arch!r} differs from {arch!r} of {first_path}", str(path))
+    missing = sorted(set(first["model"]) ^ set(other["model"]))
+    if missing:
+        raise InputError(f"its weights do not match those of {first_path}: key {missing[0]!r} is in one only "
+                         f"({len(missing)} such keys)", str(path))
+    for key, tensor in first["model"].items():
+        if other["model"][key].shape != tensor.shape:
+            raise InputError(f"key {key!r} has shape {tuple(other['model'][key].shape)}, "
+                             f"{first_path} has {tuple(tensor.shape)}", str(path))
