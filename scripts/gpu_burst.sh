@@ -5,7 +5,7 @@
 #       $EDGE_WTA_TRAIN): writes the compact training set to burst-pack/ (ignored by
 #       git) and checks that it fits, with the repository, in the 64 MiB a lease takes.
 #   scripts/gpu_burst.sh run --out DIR [--minutes 8] [--device cuda] [--pack DIR] [--work DIR]
-#                            [--models lossy,implicit,lossless,seg]
+#                            [--models lossy,implicit,lossless,seg] [--lite0 N]
 #       there: needs no network and no pip, only the machine's python3 with torch, numpy,
 #       opencv and tqdm (it says what is missing). Renders synthetic photos with `edge synth`,
 #       runs `edge train all` so that its training ends within --minutes (scoring the shipped
@@ -13,8 +13,13 @@
 #       CPU with tests/data/wta-sample), and writes to DIR:
 #       summary.json, logs.tar.gz and candidates.tar.NN (parts of 15 MiB, to fit the lease's
 #       16 MiB per file). The training folder itself stays in --work (default /tmp/edge-burst).
+#       --lite0 N (0-3, default 0) trains, beside them, N runs of the pretrained-encoder network
+#       (bunetv2-lite0) from its shipped weights, each with its own augmentation recipe, for a
+#       model soup made here (`edge train soup`); their last checkpoints (fp16, no optimiser)
+#       come back as lite0.tar.NN.
 #   scripts/gpu_burst.sh unpack DIR DEST      here: joins and unpacks DIR's candidates into
-#       DEST; then `edge train promote DEST/train --data WTA` ships those that are clearly better.
+#       DEST; then `edge train promote DEST/train --data WTA` ships those that are clearly better
+#       (and the lite0 runs into DEST/lite0: `edge train soup`, then judge as its model card says).
 #   Relative paths are taken from where the script is called.
 set -euo pipefail
 HERE=$PWD         # relative paths in the arguments are the caller's
@@ -98,7 +103,7 @@ EOF
 }
 
 cmd_run() {
-    local out="" minutes=8 device=cuda work=/tmp/edge-burst models=""
+    local out="" minutes=8 device=cuda work=/tmp/edge-burst models="" lite0=0
     while [[ $# -gt 0 ]]; do
         case $1 in
             --out) out=$(from_here "$2"); shift 2 ;;
@@ -107,6 +112,7 @@ cmd_run() {
             --pack) PACK=$(from_here "$2"); shift 2 ;;
             --work) work=$(from_here "$2"); shift 2 ;;
             --models) models=$2; shift 2 ;;
+            --lite0) lite0=$2; shift 2 ;;
             *) die "run: unknown option $1" ;;
         esac
     done
@@ -137,11 +143,14 @@ cmd_run() {
     left=$("$py" -c "print(round(($minutes * 60 - ($(date +%s) - $started) - 30) / 60, 3))")
     "$py" -c "import sys; sys.exit($left < 0.2)" || die "run: no time left for training after the synthetic photos"
     echo "gpu_burst: $left minutes for \`edge train all\` on $device"
+    LITE0_PIDS=()
+    start_lite0 "$lite0" "$left" "$device" "$py" "$work/lite0"
     local status=0
     local subset=()
     [[ -n $models ]] && subset=(--models "$models")
     "$py" -m edge.cli train all --out "$work/train" --minutes "$left" --device "$device" --data "$PACK" "${subset[@]}" \
         "${synth[@]}" 2>&1 | tee "$work/train-all.log" || status=$?
+    for pid in "${LITE0_PIDS[@]}"; do wait "$pid" || echo "gpu_burst: a lite0 run failed (see $work/lite0/*/stdout.log)"; done
     # What comes back: at most 8 files of 16 MiB each, so the candidates travel as parts.
     cp "$work/train/summary.json" "$out/" 2>/dev/null || echo "gpu_burst: no summary.json written" >&2
     (cd "$work" && shopt -s nullglob && tar czf "$out/logs.tar.gz" train-all.log synth.log train/summary.json \
@@ -149,9 +158,37 @@ cmd_run() {
     if compgen -G "$work/train/*/candidate.pt" >/dev/null; then
         (cd "$work" && tar cf - train/*/candidate.pt) | split -b 15M -d - "$out/candidates.tar."
     fi
+    if compgen -G "$work/lite0/*/last.pt" >/dev/null; then
+        "$py" -m edge.train.slim "$work"/lite0/*/last.pt
+        (cd "$work" && tar cf - lite0/*/last.pt lite0/*/train.log lite0/*/stdout.log) | split -b 15M -d - "$out/lite0.tar."
+    fi
     printf 'gpu_burst: done in %d s; results in %s:\n' "$(($(date +%s) - started))" "$out"
     ls -l "$out"
     return "$status"
+}
+
+# The lite0 runs of --lite0 N: the augmentation recipes of the runs souped for weights 3
+# (edge/weights/bunetv2_lite0.md), each from the shipped weights, batch 16 on a GPU.
+LITE0_RECIPES=("field:--seed 0" "paste:--blade-paste 0.5 --seed 1" "field2:--seed 2")
+
+start_lite0() {   # count minutes device python folder: start the runs in the background (LITE0_PIDS)
+    local count=$1 minutes=$2 device=$3 py=$4 dir=$5
+    ((count <= ${#LITE0_RECIPES[@]})) || die "run: --lite0 at most ${#LITE0_RECIPES[@]}"
+    local train_minutes
+    train_minutes=$("$py" -c "print(round($minutes * 0.9 - 0.5, 3))")   # as \`edge train all\` does, less loading
+    local index name flags
+    for ((index = 0; index < count; index++)); do
+        name=${LITE0_RECIPES[index]%%:*}
+        flags=${LITE0_RECIPES[index]#*:}
+        mkdir -p "$dir/$name"
+        # shellcheck disable=SC2086  # the recipe's flags split into words
+        "$py" -m edge.cli train seg --arch bunetv2-lite0 --init-from edge/weights/bunetv2_lite0.pt \
+            --data "$PACK/frames" --ckpt-dir "$dir/$name" --device "$device" --minutes "$train_minutes" \
+            --steps 1000000000 --batch 16 --crop 288 --lr 2e-4 --encoder-lr-scale 0.3 --closeup-weight 2 \
+            --crf-weight 0.05 --crf-ramp 1 --colour-jitter 0.2 --channel-shuffle 0.3 --field-recolour 0.5 \
+            --eval-every 250 --ckpt-every 100 --threads 1 --workers 3 $flags >"$dir/$name/stdout.log" 2>&1 &
+        LITE0_PIDS+=($!)
+    done
 }
 
 cmd_unpack() {
@@ -162,6 +199,7 @@ cmd_unpack() {
     compgen -G "$out/candidates.tar.*" >/dev/null || die "unpack: no candidates.tar.* in $out"
     mkdir -p "$dest"
     cat "$out"/candidates.tar.* | tar xf - -C "$dest"
+    if compgen -G "$out/lite0.tar.*" >/dev/null; then cat "$out"/lite0.tar.* | tar xf - -C "$dest"; fi
     [[ -f $out/logs.tar.gz ]] && tar xzf "$out/logs.tar.gz" -C "$dest"
     echo "unpacked into $dest/train; next: edge train promote $dest/train --data WTA (or set EDGE_WTA_TRAIN)"
 }
@@ -170,5 +208,5 @@ case ${1:-} in
     pack) shift; cmd_pack "$@" ;;
     run) shift; cmd_run "$@" ;;
     unpack) shift; cmd_unpack "$@" ;;
-    *) sed -n '2,17p' scripts/gpu_burst.sh; exit 2 ;;
+    *) sed -n '2,23p' scripts/gpu_burst.sh; exit 2 ;;
 esac

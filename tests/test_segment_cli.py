@@ -65,6 +65,32 @@ def test_train_seg_runs_and_resumes(tiny_data, tmp_path):
     assert load_weights(weights).config.base_width == 4
 
 
+@pytest.mark.slow
+def test_train_seg_minutes_ends_on_time_with_a_last_validation_and_resumes_no_further(tiny_data, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    timed = ["--data", str(tiny_data), "--ckpt-dir", str(ckpt), "--steps", "1000000", "--minutes", "0.03",
+             "--warmup", "1", *TINY_TRAIN[:-4], "--eval-every", "1000000", "--ckpt-every", "1000000"]
+    assert main(["train", "seg", *timed]) == 0
+    state = torch.load(ckpt / "last.pt", weights_only=False)
+    assert 1 <= state["step"] < 1000000 and state["seconds"] >= 0.03 * 60
+    validations = re.findall(r"step (\d+) lr (\S+) .* val ", (ckpt / "train.log").read_text())
+    # The one validation is at the end of the time, where the cosine has reached its floor (2 % of lr).
+    assert validations == [(str(state["step"]), f"{0.02 * 1e-3:.2e}")], validations
+    assert main(["train", "seg", *timed]) == 0      # the time is spent: no further step
+    assert torch.load(ckpt / "last.pt", weights_only=False)["step"] == state["step"]
+
+
+@pytest.mark.slow
+def test_train_seg_augmenting_in_threads_is_reproducible(tiny_data, tmp_path):
+    weights = []
+    for run in ("a", "b"):
+        ckpt = tmp_path / run
+        assert main(["train", "seg", "--data", str(tiny_data), "--ckpt-dir", str(ckpt), "--steps", "3",
+                     "--workers", "2", *TINY_TRAIN]) == 0
+        weights.append(torch.load(ckpt / "last.pt", weights_only=False)["model"])
+    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
+
+
 @pytest.fixture
 def tiny_weights(tmp_path):
     torch.manual_seed(0)

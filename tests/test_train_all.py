@@ -213,9 +213,10 @@ def test_promote_ships_a_better_segmentation_network_with_the_shipped_thresholds
     assert "Retrained with `edge train all`" in (weights / "bunetv2.md").read_text()
 
 
-def test_a_trainer_without_minutes_is_interrupted_at_its_time_even_with_sigint_ignored(tmp_path):
-    """A run started from a background shell inherits SIGINT ignored; the segmentation trainer
-    (no --minutes) must still stop at its time with its checkpoint, not be killed."""
+def test_a_trainer_past_its_time_is_interrupted_even_with_sigint_ignored(tmp_path):
+    """A run started from a background shell inherits SIGINT ignored; a trainer still running
+    past its time and grace (here: given 100 minutes where it has 21 seconds) must still stop with
+    its checkpoint, not be killed."""
     import signal
 
     from edge.train.all import _run_trainers, trainer_arguments
@@ -224,10 +225,10 @@ def test_a_trainer_without_minutes_is_interrupted_at_its_time_even_with_sigint_i
     run = tmp_path / "seg"
     run.mkdir()
     argv = trainer_arguments("seg", torch.device("cpu"), DataFolders.of(data), run, weights / "bunetv2.pt",
-                             minutes=1, threads=1, val_crops=16)
+                             minutes=100, threads=1, val_crops=16)
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        result = _run_trainers([("seg", argv, 1.0, run)], parallel=1)["seg"]
+        result = _run_trainers([("seg", argv, 1.0, run)], parallel=1, grace=20.0)["seg"]
     finally:
         signal.signal(signal.SIGINT, previous)
     assert result["interrupted"] and result["returncode"] == 130, result    # edge's status for an interrupt

@@ -1,4 +1,9 @@
-"""`edge train soup`: the mean of two real training runs' weights, exported and used to segment."""
+"""`edge train soup`: the mean of two real training runs' weights, exported and used to segment;
+and the slimmed checkpoints a GPU lease returns (`python -m edge.train.slim`) soup alike."""
+import shutil
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -39,6 +44,25 @@ def test_soup_of_two_runs_is_the_mean_of_their_weights_and_exports(tiny_data, tm
     assert main(["segment", str(tiny_data / "images" / "envA_01.png"), "--weights", str(weights),
                  "--out", str(masks)]) == 0
     assert list(masks.iterdir())
+
+    # Slimmed as scripts/gpu_burst.sh returns them: fp16 weights, no optimiser; their soup is the
+    # full runs' soup within fp16 rounding.
+    slimmed = []
+    for path in runs:
+        copy = tmp_path / "slim" / path.parent.name / "last.pt"
+        copy.parent.mkdir(parents=True)
+        shutil.copy(path, copy)
+        slimmed.append(copy)
+    subprocess.run([sys.executable, "-m", "edge.train.slim", *map(str, slimmed)], check=True)
+    for full, slim in zip(runs, slimmed):
+        state = torch.load(slim, weights_only=False)
+        assert "optimiser" not in state and state["step"] == 2 and slim.stat().st_size < full.stat().st_size / 2
+        assert all(v.dtype == torch.float16 for v in state["model"].values() if v.is_floating_point())
+    slim_soup = tmp_path / "slim-soup" / "last.pt"
+    assert main(["train", "soup", str(slim_soup), *map(str, slimmed)]) == 0
+    mean = torch.load(slim_soup, weights_only=False)["model"]
+    for key in floats:
+        assert torch.allclose(mean[key].float(), soup["model"][key], atol=2e-3, rtol=2e-3), key
 
 
 def _checkpoint(path, model, arch="bunetv2"):

@@ -83,9 +83,7 @@ def trainer_arguments(kind: str, device: torch.device, data: DataFolders, run_di
     """The `edge train KIND` command line of one model's run (``workers``: its loader processes)."""
     config = load_model(kind, init)[2]
     gpu = device.type == "cuda"
-    common = ["--device", device.type, "--threads", str(threads), "--init-from", str(init)]
-    if kind != "seg":
-        common += ["--workers", str(workers)]
+    common = ["--device", device.type, "--threads", str(threads), "--init-from", str(init), "--workers", str(workers)]
     if kind == "lossy":
         dirs = [data.crops / "images"] + ([data.synth] if data.synth else [])
         return [*map(str, dirs), "--run-dir", str(run_dir), "--minutes", f"{minutes:.3f}",
@@ -107,15 +105,13 @@ def trainer_arguments(kind: str, device: torch.device, data: DataFolders, run_di
                 "--ckpt-every", "250" if gpu else "25", "--val-crops", str(val_crops), *common]
     if kind == "seg":
         dirs = [data.frames] + ([data.synth] if data.synth else [])
-        # No --minutes in the segmentation trainer: it is interrupted at the end of its time and its
-        # last checkpoint (every --ckpt-every steps) stands.
         shape = ["--arch", config["arch"], "--long-side", str(config["input_long_side"])]
         if "base_width" in config:
             shape += ["--base-width", str(config["base_width"])]
         return [*(arg for d in dirs for arg in ("--data", str(d))), "--ckpt-dir", str(run_dir), *shape,
                 # Crops of 256 and at least 4 a batch, as the shipped weights were trained: the
                 # BatchNorm statistics of 2 crops of 128 alone took held-out F1 from 0.52 to 0.24.
-                "--batch", "16" if gpu else "4", "--crop", "256", "--lr", "2e-4",
+                "--batch", "16" if gpu else "4", "--crop", "256", "--lr", "2e-4", "--minutes", f"{minutes:.3f}",
                 "--steps", "1000000000", "--eval-every", "250" if gpu else "1000000000",
                 "--ckpt-every", "50" if gpu else "1", *common]
     raise ConfigError(f"unknown model {kind!r} (known: {', '.join(KINDS)})", "models")
@@ -163,11 +159,11 @@ _TRAINER = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int
             "from edge.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
-def _run_trainers(jobs: list[tuple[str, list[str], float, Path]], parallel: int) -> dict[str, dict]:
+def _run_trainers(jobs: list[tuple[str, list[str], float, Path]], parallel: int,
+                  grace: float = 60.0) -> dict[str, dict]:
     """Run ``(kind, argv, seconds, run_dir)`` trainers, ``parallel`` at a time; per kind its exit
-    status and wall time. Trainers with ``--minutes`` stop themselves; one still running a minute
-    after its time is interrupted. The segmentation trainer (no ``--minutes``) is interrupted at
-    the end of its time once it has written a checkpoint (at most a minute later)."""
+    status and wall time. Every trainer has ``--minutes`` and stops itself; one still running
+    ``grace`` seconds after its time (enough for its last validation and checkpoint) is interrupted."""
     results, pending, running = {}, list(jobs), {}
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     while pending or running:
@@ -178,14 +174,13 @@ def _run_trainers(jobs: list[tuple[str, list[str], float, Path]], parallel: int)
             out.write(" ".join(["edge", "train", kind, *argv]) + "\n")
             out.flush()
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-            running[kind] = [process, time.monotonic(), seconds, out, False, run_dir]
+            running[kind] = [process, time.monotonic(), seconds, out, False]
             log.info("%s: training for about %.0f s (log %s)", kind, seconds, run_dir / "stdout.log")
         time.sleep(0.5)
         for kind, job in list(running.items()):
-            process, started, seconds, out, interrupted, run_dir = job
+            process, started, seconds, out, interrupted = job
             elapsed = time.monotonic() - started
-            self_timed = "--minutes" in process.args
-            stop_at = seconds + 60 if self_timed or not (run_dir / "last.pt").exists() else seconds
+            stop_at = seconds + grace
             if process.poll() is not None:
                 out.close()
                 results[kind] = {"returncode": process.returncode, "wall_seconds": round(elapsed, 1),
@@ -193,7 +188,7 @@ def _run_trainers(jobs: list[tuple[str, list[str], float, Path]], parallel: int)
                 del running[kind]
             elif interrupted and elapsed > stop_at + 30:
                 process.kill()
-            elif not interrupted and (elapsed > stop_at or elapsed > seconds + 60):
+            elif not interrupted and elapsed > stop_at:
                 process.send_signal(signal.SIGINT)
                 job[4] = True
     return results

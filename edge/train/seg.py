@@ -22,6 +22,7 @@ import logging
 import math
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,7 @@ class SegTrainConfig:
     data: list[str] = field(default_factory=list)
     ckpt_dir: str = ""
     steps: int = 12000
+    warmup: int = 200             # steps of linear learning-rate warm-up
     batch: int = 4
     lr: float = 1e-3
     base_width: int = 16
@@ -76,6 +78,9 @@ class SegTrainConfig:
     unfreeze_at: int = 0             # ... until this step (0 = for the whole run)
     encoder_lr_scale: float = 1.0    # lite0: the encoder's learning rate is lr times this
     device: str = "cpu"              # "cpu", "cuda" or "auto" (cuda when available)
+    minutes: float = 0.0             # > 0: stop after this many minutes of training, the learning rate
+                                     # decaying over them rather than over ``steps`` (a GPU lease's budget)
+    workers: int = 0                 # threads that augment a batch (0: the training thread, as on the CPU)
 
 
 ARCHS = ("bunetv2", effnet.ARCH)
@@ -196,11 +201,15 @@ def validate(model: torch.nn.Module, samples: list[Sample], long_side: int, bf16
     return {f"f1_{k}": float(np.mean(v)) if v else float("nan") for k, v in scores.items()}
 
 
-def learning_rate(step: int, config: SegTrainConfig) -> float:
-    """Linear warm-up over 200 steps, then cosine decay to 2 % of ``lr``."""
-    if step < 200:
-        return config.lr * (step + 1) / 200
-    progress = min(1.0, (step - 200) / max(1, config.steps - 200))
+def learning_rate(step: int, config: SegTrainConfig, seconds: float = 0.0) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 2 % of ``lr`` over ``steps``, or
+    with ``minutes`` over that time (``seconds``: training time so far)."""
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    if config.minutes > 0:
+        progress = min(1.0, seconds / (config.minutes * 60))
+    else:
+        progress = min(1.0, (step - config.warmup) / max(1, config.steps - config.warmup))
     return config.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -235,13 +244,14 @@ def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
     weights = class_weights(blade_fraction)
 
     device = resolve_device(config.device)
+    torch.manual_seed(config.seed)     # the initial weights of a run from scratch
     model = build_model(config)
     if isinstance(model, effnet.LiteUNet) and not config.init_from:
         effnet.load_encoder_weights(model.encoder, config.encoder_weights or None)
     model.to(device)
     optimiser = torch.optim.AdamW(parameter_groups(model, config), lr=config.lr, weight_decay=1e-4)
     rng = np.random.default_rng(config.seed)
-    step, best = 0, {"f1_all": -1.0, "f1_closeup": -1.0}
+    step, best, seconds_before = 0, {"f1_all": -1.0, "f1_closeup": -1.0}, 0.0
     last_path = ckpt_dir / "last.pt"
     if last_path.exists():
         state = torch.load(last_path, map_location="cpu", weights_only=False)
@@ -250,7 +260,7 @@ def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
                               f"give the same --arch or another --ckpt-dir", "arch")
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
-        step, best = state["step"], state["best"]
+        step, best, seconds_before = state["step"], state["best"], state.get("seconds", 0.0)
         rng.bit_generator.state = state["rng"]
         log.info("resumed from %s at step %d (best %s)", last_path, step, best)
     elif config.init_from:
@@ -263,26 +273,39 @@ def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
     log.info("train %d frames, validate %d frames, blade fraction %.3f, class weights %.2f/%.2f, config %s",
              len(train_samples), len(val_samples), blade_fraction, *weights, json.dumps(asdict(config)))
 
+    started = time.time()
+
+    def seconds() -> float:   # training time of the whole run, resumptions included
+        return seconds_before + time.time() - started
+
     def save(path: Path) -> None:
         torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
-                    "best": best, "rng": rng.bit_generator.state, "config": asdict(config)},
+                    "best": best, "rng": rng.bit_generator.state, "config": asdict(config),
+                    "seconds": seconds()},
                    path.with_suffix(".tmp"))
         path.with_suffix(".tmp").replace(path)
 
     frozen = set_frozen(model, step, config)
     progress = tqdm(total=config.steps, initial=step, desc="seg", mininterval=10)
     running: dict[str, float] = {}
-    started, start_step = time.time(), step
-    while step < config.steps:
+    start_step = step
+    out_of_time = lambda: config.minutes > 0 and seconds() >= config.minutes * 60  # noqa: E731
+    pool = ThreadPoolExecutor(config.workers) if config.workers > 0 else None
+    while step < config.steps and not out_of_time():
         picks = rng.choice(len(train_samples), config.batch, p=draw_probability)
-        pairs = [augment(train_samples[i], out_hw, rng, config, donors) for i in picks]
+        if pool:   # one generator per crop, so that the threads share no random state
+            seeds = rng.integers(2**63, size=len(picks))
+            pairs = list(pool.map(lambda i, seed: augment(train_samples[i], out_hw, np.random.default_rng(seed),
+                                                          config, donors), picks, seeds))
+        else:
+            pairs = [augment(train_samples[i], out_hw, rng, config, donors) for i in picks]
         if frozen and step >= config.unfreeze_at > 0:
             frozen = set_frozen(model, step, config)
             log.info("step %d: all encoder blocks trainable", step)
         x, raw = (t.to(device) for t in to_batch([p[0] for p in pairs]))
         target = torch.from_numpy(np.stack([p[1] for p in pairs])).float().unsqueeze(1).to(device)
         for group in optimiser.param_groups:
-            group["lr"] = learning_rate(step, config) * group.get("lr_scale", 1.0)
+            group["lr"] = learning_rate(step, config, seconds()) * group.get("lr_scale", 1.0)
         with autocast(config.bf16):
             logits = model(x)
         focal = focal_loss(logits, target, weights, config.focal_gamma)
@@ -301,13 +324,13 @@ def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
             running[key] = 0.98 * running.get(key, value) + 0.02 * value
         progress.update(1)
         progress.set_postfix({k: f"{v:.4f}" for k, v in running.items()}, refresh=False)
-        if step % config.eval_every == 0 or step == config.steps:
+        if step % config.eval_every == 0 or step == config.steps or out_of_time():
             scores = validate(model, val_samples, config.long_side, config.bf16) if val_samples else {}
             set_frozen(model, step, config)
             log.info("step %d lr %.2e loss %.4f focal %.4f crf %.4f val %s (%.1f s/step)", step,
-                     learning_rate(step, config), running["loss"], running["focal"], running["crf"],
+                     learning_rate(step, config, seconds()), running["loss"], running["focal"], running["crf"],
                      json.dumps({k: round(v, 4) for k, v in scores.items()}),
-                     (time.time() - started) / max(1, step - start_step))
+                     (seconds() - seconds_before) / max(1, step - start_step))
             if scores and scores.get("f1_all", -1) > best["f1_all"]:
                 best = {**scores, "step": step}
                 save(ckpt_dir / "best.pt")
@@ -315,6 +338,8 @@ def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
         elif step % config.ckpt_every == 0:
             save(last_path)
     progress.close()
+    if pool:
+        pool.shutdown()
     return best
 
 
@@ -421,12 +446,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="data directory with images/ and masks/ (repeatable); "
                              "held-out wta-train scenes are used for validation only")
     parser.add_argument("--ckpt-dir", required=True, help="checkpoints and train.log (resumes from last.pt)")
-    for name in ("steps", "batch", "base_width", "long_side", "crop", "crf_ramp", "eval_every", "ckpt_every",
+    for name in ("steps", "warmup", "batch", "base_width", "long_side", "crop", "crf_ramp", "eval_every", "ckpt_every",
                  "threads", "seed", "max_val", "freeze_blocks", "unfreeze_at"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
     for name in ("lr", "crf_weight", "focal_gamma", "rotate", "zoom_min", "zoom_max",
                  "first_data_weight", "closeup_weight", "encoder_lr_scale"):
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
+    parser.add_argument("--minutes", type=float, default=defaults.minutes,
+                        help="stop after this many minutes of training (resumptions included), the "
+                             "learning rate decaying over them instead of over --steps (0 = no limit)")
+    parser.add_argument("--workers", type=int, default=defaults.workers,
+                        help="threads that augment each batch, for a GPU that outruns one CPU core (0 = none)")
     parser.add_argument("--colour-jitter", type=float, default=defaults.colour_jitter,
                         help="colour cast and saturation jitter (0 = off)")
     parser.add_argument("--channel-shuffle", type=float, default=defaults.channel_shuffle,
