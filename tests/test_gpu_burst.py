@@ -1,6 +1,7 @@
 """scripts/gpu_burst.sh end to end on the CPU, as on a fresh clone: pack the shipped wta-train
-sample, train two models from the shipped weights for a minute, unpack the candidates and let
-`edge train promote --dry-run` judge them against a copy of the shipped weights.
+sample, train two models from the shipped weights for a minute (and beside them two runs of the
+pretrained-encoder network), unpack the candidates and let `edge train promote --dry-run` judge
+them against a copy of the shipped weights; soup the two lite0 runs that came back.
 
 The two are the models whose held-out scoring is quick (Bit-swap, segmentation): scoring comes
 after the training budget, in `run` and again in `promote`, and for all four models it takes ~7
@@ -18,7 +19,10 @@ from pathlib import Path
 
 import pytest
 
+import torch
+
 from edge.cli import main
+from edge.segment.unet import load_weights
 from edge.train.heldout import load_model
 from tests.wta_sample import SAMPLE
 
@@ -69,7 +73,7 @@ def test_pack_run_unpack_and_promote_on_the_cpu_with_the_wta_sample(tmp_path, ca
     # run: every model trains and is scored; what comes back fits the lease's 8 files of 16 MiB
     started = time.monotonic()
     printed = burst("run", "--out", "out", "--minutes", "1", "--device", "cpu", "--pack", "pack", "--work", "work",
-                    "--models", ",".join(MODELS),
+                    "--models", ",".join(MODELS), "--lite0", "2",
                     cwd=tmp_path, timeout=1200)
     run_seconds = time.monotonic() - started
     out, work = tmp_path / "out", tmp_path / "work"
@@ -80,7 +84,7 @@ def test_pack_run_unpack_and_promote_on_the_cpu_with_the_wta_sample(tmp_path, ca
         assert entry.get("candidate") == str(work / "train" / kind / "candidate.pt"), entry.get("verdict")
         assert isinstance(entry["score"], float) and isinstance(entry["shipped"]["score"], float), entry
         assert entry["steps_trained"] >= 1, entry
-    parts = sorted(out.glob("candidates.tar.*"))
+    parts = sorted(out.glob("candidates.tar.*")) + sorted(out.glob("lite0.tar.*"))
     assert parts and all(0 < p.stat().st_size < 16 * MIB for p in parts), [(p.name, p.stat().st_size) for p in parts]
     assert (out / "logs.tar.gz").is_file() and len(list(out.iterdir())) <= 8, sorted(out.iterdir())
 
@@ -92,6 +96,18 @@ def test_pack_run_unpack_and_promote_on_the_cpu_with_the_wta_sample(tmp_path, ca
         candidate = train / kind / "candidate.pt"
         assert candidate.read_bytes() == (work / "train" / kind / "candidate.pt").read_bytes()
         assert load_model(kind, candidate)[1] == summary["models"][kind]["step"]
+
+    # the lite0 runs: slimmed last checkpoints (fp16, no optimiser) that soup and export
+    runs = sorted((tmp_path / "dest" / "lite0").glob("*/last.pt"))
+    assert [p.parent.name for p in runs] == ["field", "paste"], printed
+    for run in runs:
+        state = torch.load(run, weights_only=False)
+        assert "optimiser" not in state and state["step"] >= 1 and state["config"]["arch"] == "bunetv2-lite0"
+        assert run.stat().st_size < 8 * MIB
+    assert main(["train", "soup", str(tmp_path / "soup" / "last.pt"), *map(str, runs)]) == 0
+    assert main(["train", "seg", "--ckpt-dir", str(tmp_path / "soup"), "--export", str(tmp_path / "soup.pt"),
+                 "--export-from", "last"]) == 0
+    assert load_weights(tmp_path / "soup.pt").config.threshold == 0.5
 
     # promote --dry-run: a verdict per model; neither the copy nor edge/weights changes
     weights = tmp_path / "weights"
