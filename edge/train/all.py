@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
 
 def trainer_arguments(kind: str, device: torch.device, data: DataFolders, run_dir: Path, init: Path,
                       minutes: float, threads: int, val_crops: int, workers: int = -1) -> list[str]:
-    """The `edge train KIND` command line of one model's run (``workers``: its loader processes)."""
+    """The `edge train KIND` command line of one model's run (``workers``: its loader processes, for
+    the segmentation trainer its augmenting threads)."""
     config = load_model(kind, init)[2]
     gpu = device.type == "cuda"
     common = ["--device", device.type, "--threads", str(threads), "--init-from", str(init), "--workers", str(workers)]

@@ -12,6 +12,8 @@ bunetv2-lite0`` trains BU-Netv2 on the pretrained EfficientNet-Lite0 encoder
 ``--unfreeze-at``. Validation F1 on the held-out frames is logged every
 ``--eval-every`` steps. Checkpoints (model, optimiser, step, random state) go to
 ``CKPT/last.pt`` and the best validation F1 to ``CKPT/best.pt``; running again resumes.
+``--minutes`` ends a run at a time budget (a GPU lease), the learning rate decaying over that
+time; ``--workers`` augments each batch in threads, which a GPU needs to be kept busy.
 """
 from __future__ import annotations
 
