@@ -174,15 +174,20 @@ LITE0_RECIPES=("field:--seed 0" "paste:--blade-paste 0.5 --seed 1" "field2:--see
 start_lite0() {   # count minutes device python folder: start the runs in the background (LITE0_PIDS)
     local count=$1 minutes=$2 device=$3 py=$4 dir=$5
     ((count <= ${#LITE0_RECIPES[@]})) || die "run: --lite0 at most ${#LITE0_RECIPES[@]}"
-    local train_minutes
-    train_minutes=$("$py" -c "print(round($minutes * 0.9 - 0.5, 3))")   # as \`edge train all\` does, less loading
+    local train_minutes grace_seconds
+    # As \`edge train all\` gives its trainers: 0.9 of the minutes less 20 s of loading. A run still
+    # going a minute after that is stopped (its last checkpoint stands); SIGTERM, since a background
+    # job of a script ignores SIGINT.
+    train_minutes=$("$py" -c "print(round(max(0.05, $minutes * 0.9 - 20 / 60), 3))")
+    grace_seconds=$("$py" -c "print(round($train_minutes * 60 + 80))")
     local index name flags
     for ((index = 0; index < count; index++)); do
         name=${LITE0_RECIPES[index]%%:*}
         flags=${LITE0_RECIPES[index]#*:}
         mkdir -p "$dir/$name"
         # shellcheck disable=SC2086  # the recipe's flags split into words
-        "$py" -m edge.cli train seg --arch bunetv2-lite0 --init-from edge/weights/bunetv2_lite0.pt \
+        timeout --kill-after=30 "$grace_seconds" \
+            "$py" -m edge.cli train seg --arch bunetv2-lite0 --init-from edge/weights/bunetv2_lite0.pt \
             --data "$PACK/frames" --ckpt-dir "$dir/$name" --device "$device" --minutes "$train_minutes" \
             --steps 1000000000 --batch 16 --crop 288 --lr 2e-4 --encoder-lr-scale 0.3 --closeup-weight 2 \
             --crf-weight 0.05 --crf-ramp 1 --colour-jitter 0.2 --channel-shuffle 0.3 --field-recolour 0.5 \

@@ -80,6 +80,15 @@ def test_train_seg_minutes_ends_on_time_with_a_last_validation_and_resumes_no_fu
     assert torch.load(ckpt / "last.pt", weights_only=False)["step"] == state["step"]
 
 
+def test_train_seg_refuses_a_negative_time_budget(tiny_data, tmp_path, capsys):
+    """A budget computed below zero (a lease's minutes less its overheads) must not mean "no limit"."""
+    ckpt = tmp_path / "ckpt"
+    assert main(["train", "seg", "--data", str(tiny_data), "--ckpt-dir", str(ckpt), "--minutes", "-0.1",
+                 *TINY_TRAIN]) == 1
+    assert "--minutes must be positive" in capsys.readouterr().err
+    assert not (ckpt / "last.pt").exists()
+
+
 @pytest.mark.slow
 def test_train_seg_augmenting_in_threads_is_reproducible(tiny_data, tmp_path):
     weights = []

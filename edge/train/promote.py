@@ -145,9 +145,9 @@ def add_to_card(card: Path, kind: str, info: dict, new, old, data: Path, digest:
         "", f"## Retrained with `edge train all` (shipped {today})",
         f"{info.get('steps_trained', '?')} steps from the weights before (their step "
         f"{info.get('start_step', '?')}) in {info.get('minutes', '?')} min on {info.get('device_name', '?')} "
-        f"(`--device {info.get('device', '?')}`), trained on {info.get('data', '?')}; the run's own "
+        f"(`--device {info.get('device', '?')}`), trained on {Path(info.get('data', '?')).name}; the run's own "
         f"held-out score there {info.get('heldout_score', '?')} (shipped {info.get('shipped_heldout_score', '?')}).",
-        f"Compared by `edge train promote` on the held-out scenes of {data} ({UNITS[kind]}, lower is "
+        f"Compared by `edge train promote` on the held-out scenes of {Path(data).name} ({UNITS[kind]}, lower is "
         f"better): {new.value:.4f} against {old.value:.4f} for the weights it replaces. SHA-256 {digest}.",
         "", "```", json.dumps(new.metrics, indent=None, default=str), "```",
     ]

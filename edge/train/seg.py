@@ -219,6 +219,8 @@ def train(config: SegTrainConfig) -> dict[str, float]:
     """Train (or resume) and return the best validation scores."""
     if not config.data:
         raise ConfigError("give at least one data directory (--data DIR)", "data")
+    if config.minutes < 0:
+        raise ConfigError(f"--minutes must be positive (or 0: no time limit), not {config.minutes}", "minutes")
     resolve_device(config.device)
     torch.set_num_threads(config.threads)
     cv2.setNumThreads(1)
