@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 from edge.errors import ConfigError
-from edge.train.common import resolve_device
+from edge.train.common import fp16_weights, resolve_device
 from edge.train.data import WTA_TRAIN_ENV, wta_train_folder
 from edge.train.heldout import KINDS, SHIPPED, DataFolders, load_model, score, score_file
 
@@ -135,19 +135,18 @@ def rounded_to_fp16(model: torch.nn.Module) -> torch.nn.Module:
 def write_candidate(kind: str, checkpoint: Path, path: Path, info: dict) -> None:
     """``checkpoint`` in fp16, in its trainer's checkpoint shape without the optimiser, plus ``info``."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    half = lambda weights: {k: (v.half() if v.is_floating_point() else v) for k, v in weights.items()}  # noqa: E731
     metrics = info.get("heldout", {}).get("val")      # what the coders' exports record as validation
     if kind == "lossy":
-        kept = {"model": half(state.get("average", state["model"])), "config": state["config"],
+        kept = {"model": fp16_weights(state.get("average", state["model"])), "config": state["config"],
                 "state": {"step": state["state"]["step"]}, "metrics": metrics}
     elif kind == "implicit":
-        kept = {"model": half(state["model"]), "config": state["config"], "metrics": metrics,
+        kept = {"model": fp16_weights(state["model"]), "config": state["config"], "metrics": metrics,
                 "state": {"step": state["state"]["step"], "seconds": state["state"].get("seconds", 0.0)}}
     elif kind == "lossless":
-        kept = {"model": half(state["model"]), "model_config": state["model_config"], "step": state["step"],
+        kept = {"model": fp16_weights(state["model"]), "model_config": state["model_config"], "step": state["step"],
                 "best": state.get("best", float("nan"))}
     else:
-        kept = {"model": half(state["model"]), "config": state["config"], "step": state["step"],
+        kept = {"model": fp16_weights(state["model"]), "config": state["config"], "step": state["step"],
                 "best": state.get("best", {})}
     tmp = path.with_suffix(".tmp")
     torch.save({**kept, "candidate": info}, tmp)

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from edge.errors import InputError
+from edge.train.common import fp16_weights
 
 KEPT = ("config", "step", "best", "seconds")
 
@@ -23,8 +24,7 @@ def slim(path: Path) -> None:
         model = state["model"]
     except (OSError, RuntimeError, KeyError, TypeError) as error:
         raise InputError(f"not a training checkpoint ({error})", str(path)) from None
-    kept = {"model": {k: (v.half() if v.is_floating_point() else v) for k, v in model.items()},
-            **{k: state[k] for k in KEPT if k in state}}
+    kept = {"model": fp16_weights(model), **{k: state[k] for k in KEPT if k in state}}
     tmp = path.with_suffix(".tmp")
     torch.save(kept, tmp)
     tmp.replace(path)
