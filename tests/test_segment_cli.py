@@ -89,6 +89,14 @@ def test_train_seg_refuses_a_negative_time_budget(tiny_data, tmp_path, capsys):
     assert not (ckpt / "last.pt").exists()
 
 
+def test_train_seg_refuses_an_augmentation_share_above_one(tiny_data, tmp_path, capsys):
+    ckpt = tmp_path / "ckpt"
+    assert main(["train", "seg", "--data", str(tiny_data), "--ckpt-dir", str(ckpt), "--decoys", "1.5",
+                 *TINY_TRAIN]) == 1
+    assert "--decoys is a share of the crops, from 0 to 1, not 1.5" in capsys.readouterr().err
+    assert not (ckpt / "last.pt").exists()
+
+
 @pytest.mark.slow
 def test_train_seg_augmenting_in_threads_is_reproducible(tiny_data, tmp_path):
     weights = []

@@ -1,0 +1,90 @@
+"""Grey look-alikes drawn into segmentation crops as background: gravel roads, corrugated roofs
+and small sheds.
+
+Seen from above, a wind farm is more than its turbine: the tracks to the tower and the roofs of
+the service buildings are as pale and as straight-edged as a blade, and the networks trained on
+wta-train (sky, sea, brown ground) mark them as blade on dtu-dev's tower views. What tells them
+apart is texture and shape: gravel is grainy, a roof is striped or boxy, a blade is smooth and
+long. The decoys here are drawn procedurally, never cut from a photo, and always lie under the
+blade (a blade hangs above the ground), so the mask stays true to the pixels.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def draw_decoy(rgb: np.ndarray, blade: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``rgb`` (uint8, H x W x 3) with one random decoy drawn where ``blade`` (bool) is not."""
+    kind = rng.choice(("road", "roof", "shed"), p=(0.5, 0.3, 0.2))
+    shape, texture = {"road": _road, "roof": _roof, "shed": _shed}[kind](blade.shape, rng)
+    alpha = cv2.GaussianBlur(shape, (3, 3), 0) * ~blade
+    blended = alpha[..., None] * texture + (1 - alpha[..., None]) * rgb.astype(np.float32)
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def _neutral_colour(rng: np.random.Generator, low: float, high: float) -> np.ndarray:
+    """A pale grey with a slight warm or cool tint (gravel, concrete, metal)."""
+    return rng.uniform(low, high) + rng.uniform(-8, 8, size=3)
+
+
+def _grain(hw: tuple[int, int], rng: np.random.Generator, strength: float, blur: float) -> np.ndarray:
+    noise = rng.normal(0, strength, size=hw).astype(np.float32)
+    return cv2.GaussianBlur(noise, (0, 0), blur) * (1 + blur) if blur > 0 else noise
+
+
+def _road(hw: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A gravel track crossing the crop: a band with ragged edges and a grainy, patchy surface."""
+    h, w = hw
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    angle = rng.uniform(0, np.pi)
+    across = (xx - rng.uniform(0, w)) * np.cos(angle) + (yy - rng.uniform(0, h)) * np.sin(angle)
+    along = -(xx * np.sin(angle)) + yy * np.cos(angle)
+    half_width = rng.uniform(0.04, 0.15) * max(h, w)
+    # The edges wander by a few pixels and the track bends gently.
+    ragged = _grain(hw, rng, 1.0, 2.0) * half_width * 0.15
+    bend = np.sin(along / max(h, w) * rng.uniform(0.5, 2.5) + rng.uniform(0, 6.3)) * rng.uniform(0, 0.1) * max(h, w)
+    shape = (np.abs(across + bend + ragged) < half_width).astype(np.float32)
+    surface = _neutral_colour(rng, 150, 215)
+    grain = _grain(hw, rng, rng.uniform(4, 12), rng.uniform(0.5, 1.5))
+    patches = _grain(hw, rng, 1.0, 8.0) * rng.uniform(5, 15)
+    texture = surface[None, None, :] + (grain + patches)[..., None]
+    return shape, texture
+
+
+def _roof(hw: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A corrugated metal roof: a turned rectangle with fine parallel ridges and a shaded half."""
+    h, w = hw
+    size = rng.uniform(0.2, 0.6, size=2) * max(h, w)
+    centre = (float(rng.uniform(0, w)), float(rng.uniform(0, h)))
+    angle = float(rng.uniform(0, 180))
+    shape = np.zeros(hw, np.float32)
+    corners = cv2.boxPoints((centre, (float(size[0]), float(size[1])), angle))
+    cv2.fillPoly(shape, [np.round(corners).astype(np.int32)], 1.0)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    theta = np.deg2rad(angle)
+    along_ridges = (xx - centre[0]) * np.cos(theta) + (yy - centre[1]) * np.sin(theta)
+    across_ridges = -(xx - centre[0]) * np.sin(theta) + (yy - centre[1]) * np.cos(theta)
+    period = rng.uniform(2.5, 7.0)
+    ridges = np.sin(along_ridges * 2 * np.pi / period) * rng.uniform(8, 25)
+    # The two faces of a pitched roof catch different light.
+    shade = np.where(across_ridges > 0, 0.0, -rng.uniform(0, 50)).astype(np.float32)
+    texture = _neutral_colour(rng, 110, 210)[None, None, :] + (ridges + shade)[..., None]
+    return shape, texture
+
+
+def _shed(hw: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A small box seen from above: a pale roof square with a darker wall along one side."""
+    h, w = hw
+    side = float(rng.uniform(0.06, 0.2) * max(h, w))
+    centre = (float(rng.uniform(0, w)), float(rng.uniform(0, h)))
+    angle = float(rng.uniform(0, 90))
+    roof = np.zeros(hw, np.float32)
+    cv2.fillPoly(roof, [np.round(cv2.boxPoints((centre, (side, side * rng.uniform(0.8, 1.6)), angle))).astype(np.int32)], 1.0)
+    wall_shift = rng.uniform(-0.3, 0.3, size=2) * side
+    wall = cv2.warpAffine(roof, np.float32([[1, 0, wall_shift[0]], [0, 1, wall_shift[1]]]), (w, h))
+    shape = np.maximum(roof, wall)
+    colour = _neutral_colour(rng, 140, 230)
+    texture = colour[None, None, :] - (wall * (1 - roof) * rng.uniform(40, 90))[..., None]
+    texture = texture + _grain(hw, rng, 4.0, 0.0)[..., None]
+    return shape, texture
