@@ -5,8 +5,8 @@ trained on, see :mod:`edge.segment.dataset`), cached in memory at a size slightl
 network size. Frames of the first directory (the real photos) and close-ups are drawn more
 often (``first_data_weight``, ``closeup_weight``); class weights follow the drawn mix. Each
 step draws a batch, augments it (:mod:`edge.train.segaugment`: flips, rotation within
-+-``rotate`` degrees, zoom in [``zoom_min``, ``zoom_max``], pasted blades, drawn decoys, colour
-jitter, channel shuffle, field recolouring), and trains at the network size (long side 512). ``--arch
++-``rotate`` degrees, zoom in [``zoom_min``, ``zoom_max``], pasted blades, drawn decoys and
+stains, colour jitter, channel shuffle, field recolouring), and trains at the network size (long side 512). ``--arch
 bunetv2-lite0`` trains BU-Netv2 on the pretrained EfficientNet-Lite0 encoder
 (:mod:`edge.segment.effnet`), its stem and first ``--freeze-blocks`` blocks frozen until step
 ``--unfreeze-at``. Validation F1 on the held-out frames is logged every
@@ -73,6 +73,7 @@ class SegTrainConfig:
     field_recolour: float = 0.0      # share of crops whose background becomes a sunlit field (blade kept)
     blade_paste: float = 0.0         # share of crops that get another frame's blade pasted on them
     decoys: float = 0.0              # share of crops that get a drawn gravel road, roof or shed (background)
+    blade_stains: float = 0.0        # share of crops whose blade gets drawn tape, erosion, rust or dirt
     init_from: str = ""              # start a new run from this checkpoint's weights (not its optimiser or step)
     bf16: bool = False               # bf16 autocast: measured 1.6x slower per step than float32 on this CPU
     arch: str = "bunetv2"            # "bunetv2" (from scratch) or "bunetv2-lite0" (pretrained encoder)
@@ -222,7 +223,7 @@ def train(config: SegTrainConfig) -> dict[str, float]:
         raise ConfigError("give at least one data directory (--data DIR)", "data")
     if config.minutes < 0:
         raise ConfigError(f"--minutes must be positive (or 0: no time limit), not {config.minutes}", "minutes")
-    for share in ("channel_shuffle", "field_recolour", "blade_paste", "decoys"):
+    for share in ("channel_shuffle", "field_recolour", "blade_paste", "decoys", "blade_stains"):
         if not 0 <= getattr(config, share) <= 1:
             raise ConfigError(f"--{share.replace('_', '-')} is a share of the crops, from 0 to 1, "
                               f"not {getattr(config, share)}", share)
@@ -477,6 +478,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decoys", type=float, default=defaults.decoys,
                         help="share of training crops that get a drawn gravel road, corrugated roof or shed, "
                              "labelled background (0 = off)")
+    parser.add_argument("--blade-stains", type=float, default=defaults.blade_stains,
+                        help="share of training crops whose blade gets drawn repair tape, erosion, rust or dirt, "
+                             "still blade (0 = off)")
     parser.add_argument("--bf16", action="store_true",
                         help="bf16 autocast (off by default: float32 measured 1.6x faster per step on this CPU)")
     parser.add_argument("--init-from", default="", metavar="PT",

@@ -1,5 +1,5 @@
-"""Training-time augmentation of segmentation crops: geometry, pasted blades, drawn decoys,
-photometry, channel shuffle and sunlit-field recolouring. Every change keeps the mask true to the pixels."""
+"""Training-time augmentation of segmentation crops: geometry, pasted blades, drawn decoys and
+stains, photometry, channel shuffle and sunlit-field recolouring. Every change keeps the mask true to the pixels."""
 from __future__ import annotations
 
 import math
@@ -11,6 +11,7 @@ import numpy as np
 
 from edge.segment.reference import painted_surface
 from edge.train.segdecoys import draw_decoy
+from edge.train.segstains import stain_blade
 
 if TYPE_CHECKING:
     from edge.train.seg import SegTrainConfig
@@ -30,7 +31,7 @@ def augment(sample: Sample, out_hw: tuple[int, int], rng: np.random.Generator,
             config: SegTrainConfig, donors: Sequence[Sample] = ()) -> tuple[np.ndarray, np.ndarray]:
     """A random flip / rotation / zoom / crop of one sample, a blade of one of ``donors`` pasted on
     it for a ``config.blade_paste`` share, a decoy (``edge.train.segdecoys``) for a ``config.decoys``
-    share, then the photometric changes; (rgb, mask) of size ``out_hw``.
+    share, stains on the blade (``edge.train.segstains``) for a ``config.blade_stains`` share, then the photometric changes; (rgb, mask) of size ``out_hw``.
 
     Scale 1 is the network scale (the long side of the sample becomes ``long_side``).
     """
@@ -58,6 +59,8 @@ def augment(sample: Sample, out_hw: tuple[int, int], rng: np.random.Generator,
         rgb, mask = paste_blade(rgb, mask, donors[rng.integers(len(donors))], rng)
     if config.decoys > 0 and rng.random() < config.decoys:
         rgb = draw_decoy(rgb, mask, rng)
+    if config.blade_stains > 0 and mask.any() and rng.random() < config.blade_stains:
+        rgb = stain_blade(rgb, mask, rng)
     # Photometric jitter: contrast and brightness, then a colour cast (per-channel gain) and
     # saturation, since the scenes differ in light and white balance.
     rgb = rgb.astype(np.float32) * rng.uniform(0.8, 1.2) + rng.uniform(-20, 20)
