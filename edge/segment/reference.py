@@ -5,7 +5,8 @@ grey roofs and gravel for blade, and misses blade paint in shade or burnt out, s
 judge a segmenter. Here a person draws a generous polygon around each blade (a few points on a
 downscaled view, nothing else in the photo needs to be traced) and the colour rule only
 decides, inside those polygons, which pixels are painted surface and which are grass or soil
-showing beside the blade.
+showing beside the blade. Where a blade passes in front of the tower or nacelle, both painted
+alike, the polygon has to follow the blade's edges there.
 
 The regions file (JSON)::
 
