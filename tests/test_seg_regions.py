@@ -9,7 +9,7 @@ import torch
 from edge.cli import main
 from edge.errors import InputError
 from edge.segment.metrics import frame_scores
-from edge.segment.reference import BladeRegions, reference_mask
+from edge.segment.reference import BladeRegions, paint_cut_off, reference_mask
 from edge.segment.unet import BUNetV2, UNetConfig, save_weights
 
 HEIGHT, WIDTH = 240, 400
@@ -94,3 +94,12 @@ def test_eval_seg_regions_names_a_missing_photo(tmp_path, capsys):
     (tmp_path / "photos").mkdir()
     assert main(["eval", "seg-regions", str(tmp_path / "photos"), "--regions", str(regions)]) != 0
     assert "DJI_0404" in capsys.readouterr().err
+
+
+def test_paint_cut_off_finds_a_region_drawn_inside_the_blade(tmp_path):
+    generous = regions_file(tmp_path / "g.json", {"field": [[[20, 40], [195, 40], [195, 80], [20, 80]]]})
+    # The blade spans rows 50-70 of the 200x120 frame; this polygon stops 4 rows short of its top.
+    tight = regions_file(tmp_path / "t.json", {"field": [[[20, 54], [195, 54], [195, 80], [20, 80]]]})
+    photo = field_photo()
+    assert paint_cut_off(photo, generous, "field") < 0.01
+    assert paint_cut_off(photo, tight, "field") > 0.1

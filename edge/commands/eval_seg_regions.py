@@ -14,7 +14,7 @@ from edge.errors import InputError
 from edge.segment.dataset import IMAGE_SUFFIXES, read_rgb
 from edge.segment.metrics import frame_scores
 from edge.segment.pipeline import SegmentSettings, load_segmenter, segment_surface
-from edge.segment.reference import BladeRegions, reference_mask
+from edge.segment.reference import BladeRegions, paint_cut_off, reference_mask
 
 HELP = "agreement of the segmenter with reference masks drawn as blade regions (photos without masks)"
 
@@ -67,7 +67,8 @@ def evaluate(photos: Path, regions: BladeRegions, model, settings: SegmentSettin
         scores = frame_scores(predicted, reference)
         rows[stem] = {"photo": path.name, "f1": scores.f1, "precision": scores.precision, "recall": scores.recall,
                       "f1_colour_drawn": frame_scores(predicted, draw_blade_mask(image)).f1,
-                      "reference_fraction": float(reference.mean()), "confidence": result.confidence[0],
+                      "reference_fraction": float(reference.mean()),
+                      "paint_cut_off": paint_cut_off(image, regions, stem), "confidence": result.confidence[0],
                       "unsure": result.unsure[0]}
         if pictures is not None:
             pictures.mkdir(parents=True, exist_ok=True)
@@ -78,12 +79,14 @@ def evaluate(photos: Path, regions: BladeRegions, model, settings: SegmentSettin
 
 
 def format_rows(evaluation: dict) -> str:
-    lines = [f"{'photo':<12} {'F1':>6} {'prec':>6} {'recall':>6} {'F1 drawn':>8} {'conf':>6} unsure"]
+    lines = [f"{'photo':<12} {'F1':>6} {'prec':>6} {'recall':>6} {'F1 drawn':>8} {'cut':>6} {'conf':>6} unsure"]
     for stem, row in evaluation["photos"].items():
         lines.append(f"{stem:<12} {row['f1']:6.3f} {row['precision']:6.3f} {row['recall']:6.3f} "
-                     f"{row['f1_colour_drawn']:8.3f} {row['confidence']:6.3f} {row['unsure']}")
+                     f"{row['f1_colour_drawn']:8.3f} {row['paint_cut_off']:6.3f} {row['confidence']:6.3f} {row['unsure']}")
     lines.append(f"F1 mean {evaluation['f1_mean']:.3f}, median {evaluation['f1_median']:.3f}, "
                  f"minimum {evaluation['f1_min']:.3f}")
+    lines.append("cut: paint just outside the blade regions, as a share of the reference (a polygon edge "
+                 "inside a blade, or a tower or nacelle touching it)")
     return "\n".join(lines)
 
 

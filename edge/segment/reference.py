@@ -91,6 +91,27 @@ def painted_surface(image: np.ndarray) -> np.ndarray:
 def reference_mask(image: np.ndarray, regions: BladeRegions, stem: str) -> np.ndarray:
     """Blade mask of ``image`` (uint8 RGB): painted surface inside the photo's blade regions,
     opened and closed with a 5x5 ellipse and its holes filled."""
+    _, _, mask = _reference_small(image, regions, stem)
+    height, width = image.shape[:2]
+    return cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
+def paint_cut_off(image: np.ndarray, regions: BladeRegions, stem: str, margin: int = 6) -> float:
+    """The paint just outside the photo's blade regions (within ``margin`` pixels of the reference
+    mask, at the rule's quarter size), as a share of the mask's area.
+
+    Near 0 when the polygons are as generous as meant; a polygon edge drawn inside a blade cuts
+    a strip of its paint off the reference, and shows here as a few per cent. (So does a tower or
+    nacelle painted like the blade and touching it, which rightly stays outside.)"""
+    small, region, mask = _reference_small(image, regions, stem)
+    size = 2 * margin + 1
+    near = cv2.dilate(mask.astype(np.uint8), np.ones((size, size), np.uint8)).astype(bool)
+    cut = near & ~region & painted_surface(small)
+    return float(cut.sum() / max(int(mask.sum()), 1))
+
+
+def _reference_small(image: np.ndarray, regions: BladeRegions, stem: str):
+    """(photo, blade regions, reference mask) at the rule's quarter size."""
     if stem not in regions.photos:
         raise InputError("no blade regions for this photo", stem)
     height, width = image.shape[:2]
@@ -100,6 +121,4 @@ def reference_mask(image: np.ndarray, regions: BladeRegions, stem: str) -> np.nd
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)
-    mask = fill_holes(mask) & region
-    return cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
-
+    return small, region, fill_holes(mask) & region
