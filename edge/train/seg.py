@@ -6,8 +6,8 @@ network size. Frames of the first directory (the real photos) and close-ups are 
 often (``first_data_weight``, ``closeup_weight``); class weights follow the drawn mix. Each
 step draws a batch, augments it (:mod:`edge.train.segaugment`: flips, rotation within
 +-``rotate`` degrees, zoom in [``zoom_min``, ``zoom_max``], pasted blades, drawn decoys and
-stains, colour jitter, channel shuffle, field recolouring), and trains at the network size (long side 512). ``--arch
-bunetv2-lite0`` trains BU-Netv2 on the pretrained EfficientNet-Lite0 encoder
+stains, colour jitter, channel shuffle, field recolouring), and trains at the network size (long
+side 512). ``--arch bunetv2-lite0`` trains BU-Netv2 on the pretrained EfficientNet-Lite0 encoder
 (:mod:`edge.segment.effnet`), its stem and first ``--freeze-blocks`` blocks frozen until step
 ``--unfreeze-at``. Validation F1 on the held-out frames is logged every
 ``--eval-every`` steps. Checkpoints (model, optimiser, step, random state) go to

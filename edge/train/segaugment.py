@@ -1,5 +1,6 @@
 """Training-time augmentation of segmentation crops: geometry, pasted blades, drawn decoys and
-stains, photometry, channel shuffle and sunlit-field recolouring. Every change keeps the mask true to the pixels."""
+stains, photometry, channel shuffle and sunlit-field recolouring. Every change keeps the mask
+true to the pixels."""
 from __future__ import annotations
 
 import math
@@ -30,8 +31,9 @@ class Sample:
 def augment(sample: Sample, out_hw: tuple[int, int], rng: np.random.Generator,
             config: SegTrainConfig, donors: Sequence[Sample] = ()) -> tuple[np.ndarray, np.ndarray]:
     """A random flip / rotation / zoom / crop of one sample, a blade of one of ``donors`` pasted on
-    it for a ``config.blade_paste`` share, a decoy (``edge.train.segdecoys``) for a ``config.decoys``
-    share, stains on the blade (``edge.train.segstains``) for a ``config.blade_stains`` share, then the photometric changes; (rgb, mask) of size ``out_hw``.
+    it for a ``config.blade_paste`` share, a decoy (``edge.train.segdecoys``) for a
+    ``config.decoys`` share, stains on the blade (``edge.train.segstains``) for a
+    ``config.blade_stains`` share, then the photometric changes; (rgb, mask) of size ``out_hw``.
 
     Scale 1 is the network scale (the long side of the sample becomes ``long_side``).
     """

@@ -29,6 +29,8 @@ def _neutral_colour(rng: np.random.Generator, low: float, high: float) -> np.nda
 
 
 def _grain(hw: tuple[int, int], rng: np.random.Generator, strength: float, blur: float) -> np.ndarray:
+    """Gaussian noise of about ``strength`` grey levels, softened by a blur of ``blur`` pixels
+    (scaled back up, as blurring alone would flatten it)."""
     noise = rng.normal(0, strength, size=hw).astype(np.float32)
     return cv2.GaussianBlur(noise, (0, 0), blur) * (1 + blur) if blur > 0 else noise
 
