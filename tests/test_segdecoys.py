@@ -1,8 +1,9 @@
 """Drawn decoys (edge.train.segdecoys): pale roads, roofs and sheds that stay background."""
 import numpy as np
+import pytest
 
 from edge.train.segaugment import Sample, augment
-from edge.train.segdecoys import draw_decoy
+from edge.train.segdecoys import DEFAULT_KINDS, draw_decoy
 from edge.train.seg import SegTrainConfig
 
 
@@ -15,11 +16,12 @@ def grass_with_blade():
     return rgb, blade
 
 
-def test_a_decoy_is_pale_and_neutral_and_never_drawn_over_the_blade():
+@pytest.mark.parametrize("kinds", [DEFAULT_KINDS, ("nacelle",)])
+def test_a_decoy_is_pale_and_neutral_and_never_drawn_over_the_blade(kinds):
     rgb, blade = grass_with_blade()
     drawn, neutral = 0, 0
     for seed in range(40):
-        out = draw_decoy(rgb, blade, np.random.default_rng(seed))
+        out = draw_decoy(rgb, blade, np.random.default_rng(seed), kinds)
         assert (out[blade] == rgb[blade]).all()
         changed = (out != rgb).any(axis=2) & ~blade
         if changed.sum() < 20:

@@ -95,6 +95,9 @@ def test_train_seg_refuses_an_augmentation_share_above_one(tiny_data, tmp_path, 
                  *TINY_TRAIN]) == 1
     assert "--decoys is a share of the crops, from 0 to 1, not 1.5" in capsys.readouterr().err
     assert not (ckpt / "last.pt").exists()
+    assert main(["train", "seg", "--data", str(tiny_data), "--ckpt-dir", str(ckpt), "--decoy-kinds", "road,tower",
+                 *TINY_TRAIN]) == 1
+    assert "--decoy-kinds: unknown tower" in capsys.readouterr().err
 
 
 @pytest.mark.slow

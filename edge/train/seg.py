@@ -40,6 +40,7 @@ from edge.segment import effnet
 from edge.segment.unet import RGB_MEAN, RGB_STD, BUNetV2, UNetConfig, network_size, save_weights
 from edge.train.common import exclusive_run, logged_to_file
 from edge.train.segaugment import Sample, augment, paste_donors, pasted_blade_fraction
+from edge.train.segdecoys import KINDS
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class SegTrainConfig:
     field_recolour: float = 0.0      # share of crops whose background becomes a sunlit field (blade kept)
     blade_paste: float = 0.0         # share of crops that get another frame's blade pasted on them
     decoys: float = 0.0              # share of crops that get a drawn gravel road, roof or shed (background)
+    decoy_kinds: str = "road,roof,shed"   # which decoys (edge.train.segdecoys.KINDS; "nacelle" is opt-in)
     blade_stains: float = 0.0        # share of crops whose blade gets drawn tape, erosion, rust or dirt
     init_from: str = ""              # start a new run from this checkpoint's weights (not its optimiser or step)
     bf16: bool = False               # bf16 autocast: measured 1.6x slower per step than float32 on this CPU
@@ -227,6 +229,10 @@ def train(config: SegTrainConfig) -> dict[str, float]:
         if not 0 <= getattr(config, share) <= 1:
             raise ConfigError(f"--{share.replace('_', '-')} is a share of the crops, from 0 to 1, "
                               f"not {getattr(config, share)}", share)
+    unknown = set(config.decoy_kinds.split(",")) - set(KINDS)
+    if unknown:
+        raise ConfigError(f"--decoy-kinds: unknown {', '.join(sorted(unknown))}; known: {', '.join(KINDS)}",
+                          "decoy_kinds")
     resolve_device(config.device)
     torch.set_num_threads(config.threads)
     cv2.setNumThreads(1)
@@ -478,6 +484,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decoys", type=float, default=defaults.decoys,
                         help="share of training crops that get a drawn gravel road, corrugated roof or shed, "
                              "labelled background (0 = off)")
+    parser.add_argument("--decoy-kinds", default=defaults.decoy_kinds,
+                        help="comma-separated decoys to draw: road, roof, shed, nacelle (default: road,roof,shed)")
     parser.add_argument("--blade-stains", type=float, default=defaults.blade_stains,
                         help="share of training crops whose blade gets drawn repair tape, erosion, rust or dirt, "
                              "still blade (0 = off)")

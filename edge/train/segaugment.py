@@ -60,7 +60,7 @@ def augment(sample: Sample, out_hw: tuple[int, int], rng: np.random.Generator,
     if donors and config.blade_paste > 0 and rng.random() < config.blade_paste:
         rgb, mask = paste_blade(rgb, mask, donors[rng.integers(len(donors))], rng)
     if config.decoys > 0 and rng.random() < config.decoys:
-        rgb = draw_decoy(rgb, mask, rng)
+        rgb = draw_decoy(rgb, mask, rng, tuple(config.decoy_kinds.split(",")))
     if config.blade_stains > 0 and mask.any() and rng.random() < config.blade_stains:
         rgb = stain_blade(rgb, mask, rng)
     # Photometric jitter: contrast and brightness, then a colour cast (per-channel gain) and

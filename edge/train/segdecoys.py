@@ -1,5 +1,5 @@
-"""Grey look-alikes drawn into segmentation crops as background: gravel roads, corrugated roofs
-and small sheds.
+"""Grey look-alikes drawn into segmentation crops as background: gravel roads, corrugated roofs,
+small sheds and (opt-in) nacelles.
 
 Seen from above, a wind farm is more than its turbine: the tracks to the tower and the roofs of
 the service buildings are as pale and as straight-edged as a blade, and the networks trained on
@@ -14,10 +14,18 @@ import cv2
 import numpy as np
 
 
-def draw_decoy(rgb: np.ndarray, blade: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``rgb`` (uint8, H x W x 3) with one random decoy drawn where ``blade`` (bool) is not."""
-    kind = rng.choice(("road", "roof", "shed"), p=(0.5, 0.3, 0.2))
-    shape, texture = {"road": _road, "roof": _roof, "shed": _shed}[kind](blade.shape, rng)
+KINDS = ("road", "roof", "shed", "nacelle")
+DEFAULT_KINDS = ("road", "roof", "shed")
+_WEIGHTS = {"road": 0.5, "roof": 0.3, "shed": 0.2, "nacelle": 0.5}
+
+
+def draw_decoy(rgb: np.ndarray, blade: np.ndarray, rng: np.random.Generator,
+               kinds: tuple[str, ...] = DEFAULT_KINDS) -> np.ndarray:
+    """``rgb`` (uint8, H x W x 3) with one decoy of a random one of ``kinds`` drawn where
+    ``blade`` (bool) is not."""
+    weights = np.array([_WEIGHTS[kind] for kind in kinds])
+    kind = kinds[rng.choice(len(kinds), p=weights / weights.sum())]
+    shape, texture = {"road": _road, "roof": _roof, "shed": _shed, "nacelle": _nacelle}[kind](blade.shape, rng)
     alpha = cv2.GaussianBlur(shape, (3, 3), 0) * ~blade
     blended = alpha[..., None] * texture + (1 - alpha[..., None]) * rgb.astype(np.float32)
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
@@ -90,3 +98,29 @@ def _shed(hw: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np
     texture = colour[None, None, :] - (wall * (1 - roof) * rng.uniform(40, 90))[..., None]
     texture = texture + _grain(hw, rng, 4.0, 0.0)[..., None]
     return shape, texture
+
+
+def _nacelle(hw: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A nacelle seen from above: a white capsule, shaded like a cylinder, a row of dark louvres
+    along one side and a few rust runs (the Nordtank nacelles of dtu-dev are white with rust)."""
+    h, w = hw
+    length = float(rng.uniform(0.3, 0.8) * max(h, w))
+    width = length / rng.uniform(2.0, 3.0)
+    centre = (float(rng.uniform(0, w)), float(rng.uniform(0, h)))
+    theta = rng.uniform(0, np.pi)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    along = (xx - centre[0]) * np.cos(theta) + (yy - centre[1]) * np.sin(theta)
+    across = -(xx - centre[0]) * np.sin(theta) + (yy - centre[1]) * np.cos(theta)
+    # A capsule: a rectangle with round ends.
+    core = np.clip(np.abs(along) - (length - width) / 2, 0, None)
+    shape = (core ** 2 + across ** 2 <= (width / 2) ** 2).astype(np.float32)
+    light = 1 - 0.35 * (across / (width / 2)) ** 2 * rng.uniform(0.5, 1.0)
+    shade = _neutral_colour(rng, 200, 245)[None, None, :] * light[..., None]
+    louvres = (np.abs(across - width * 0.3) < width * 0.04) & (np.sin(along * 2 * np.pi / (width * 0.2)) > 0.3)
+    shade[louvres] *= 0.35
+    for _ in range(int(rng.integers(0, 4))):
+        spot = (float(rng.uniform(-length / 2, length / 2)), float(rng.uniform(-width / 2, width / 2)))
+        radius = rng.uniform(0.03, 0.1) * width
+        run = ((along - spot[0]) ** 2 / rng.uniform(1, 4) + (across - spot[1]) ** 2) < radius ** 2
+        shade[run] = (140, 80, 50)
+    return shape, shade
