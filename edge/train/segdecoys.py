@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 
 
-KINDS = ("road", "roof", "shed", "nacelle")
+_WEIGHTS = {"road": 0.5, "roof": 0.3, "shed": 0.2, "nacelle": 0.5}   # how often each kind is drawn
+KINDS = tuple(_WEIGHTS)
 DEFAULT_KINDS = ("road", "roof", "shed")
-_WEIGHTS = {"road": 0.5, "roof": 0.3, "shed": 0.2, "nacelle": 0.5}
 
 
 def draw_decoy(rgb: np.ndarray, blade: np.ndarray, rng: np.random.Generator,
@@ -29,6 +29,16 @@ def draw_decoy(rgb: np.ndarray, blade: np.ndarray, rng: np.random.Generator,
     alpha = cv2.GaussianBlur(shape, (3, 3), 0) * ~blade
     blended = alpha[..., None] * texture + (1 - alpha[..., None]) * rgb.astype(np.float32)
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def rotated_coordinates(hw: tuple[int, int], centre: tuple[float, float],
+                        angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel of an ``hw`` image, its coordinates along and across the direction ``angle``
+    (radians), measured from ``centre`` (x, y)."""
+    yy, xx = np.mgrid[0:hw[0], 0:hw[1]].astype(np.float32)
+    along = (xx - centre[0]) * np.cos(angle) + (yy - centre[1]) * np.sin(angle)
+    across = -(xx - centre[0]) * np.sin(angle) + (yy - centre[1]) * np.cos(angle)
+    return along, across
 
 
 def _neutral_colour(rng: np.random.Generator, low: float, high: float) -> np.ndarray:
@@ -46,10 +56,10 @@ def _grain(hw: tuple[int, int], rng: np.random.Generator, strength: float, blur:
 def _road(hw: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """A gravel track crossing the crop: a band with ragged edges and a grainy, patchy surface."""
     h, w = hw
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     angle = rng.uniform(0, np.pi)
-    across = (xx - rng.uniform(0, w)) * np.cos(angle) + (yy - rng.uniform(0, h)) * np.sin(angle)
-    along = -(xx * np.sin(angle)) + yy * np.cos(angle)
+    centre = (rng.uniform(0, w), rng.uniform(0, h))
+    across, _ = rotated_coordinates(hw, centre, angle)      # across the track: its width
+    _, along = rotated_coordinates(hw, (0.0, 0.0), angle)   # along it: where it bends
     half_width = rng.uniform(0.04, 0.15) * max(h, w)
     # The edges wander by a few pixels and the track bends gently.
     ragged = _grain(hw, rng, 1.0, 2.0) * half_width * 0.15
@@ -71,10 +81,7 @@ def _roof(hw: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np
     shape = np.zeros(hw, np.float32)
     corners = cv2.boxPoints((centre, (float(size[0]), float(size[1])), angle))
     cv2.fillPoly(shape, [np.round(corners).astype(np.int32)], 1.0)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    theta = np.deg2rad(angle)
-    along_ridges = (xx - centre[0]) * np.cos(theta) + (yy - centre[1]) * np.sin(theta)
-    across_ridges = -(xx - centre[0]) * np.sin(theta) + (yy - centre[1]) * np.cos(theta)
+    along_ridges, across_ridges = rotated_coordinates(hw, centre, np.deg2rad(angle))
     period = rng.uniform(2.5, 7.0)
     ridges = np.sin(along_ridges * 2 * np.pi / period) * rng.uniform(8, 25)
     # The two faces of a pitched roof catch different light.
@@ -107,10 +114,7 @@ def _nacelle(hw: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray,
     length = float(rng.uniform(0.3, 0.8) * max(h, w))
     width = length / rng.uniform(2.0, 3.0)
     centre = (float(rng.uniform(0, w)), float(rng.uniform(0, h)))
-    theta = rng.uniform(0, np.pi)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    along = (xx - centre[0]) * np.cos(theta) + (yy - centre[1]) * np.sin(theta)
-    across = -(xx - centre[0]) * np.sin(theta) + (yy - centre[1]) * np.cos(theta)
+    along, across = rotated_coordinates(hw, centre, rng.uniform(0, np.pi))
     # A capsule: a rectangle with round ends.
     core = np.clip(np.abs(along) - (length - width) / 2, 0, None)
     shape = (core ** 2 + across ** 2 <= (width / 2) ** 2).astype(np.float32)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from edge.train.segdecoys import rotated_coordinates
+
 # RGB of the stains: repair tape, eroded laminate, rust, dirt, red warning paint.
 _STAIN_COLOURS = np.array([(225, 190, 70), (205, 140, 70), (140, 85, 55), (95, 95, 90), (195, 50, 45)],
                           np.float32)
@@ -37,12 +39,7 @@ def stain_blade(rgb: np.ndarray, blade: np.ndarray, rng: np.random.Generator, co
 
 def _blob(hw: tuple[int, int], centre: tuple[int, int], radius: float, rng: np.random.Generator) -> np.ndarray:
     """A soft-edged irregular blob (float 0-1): an ellipse with a ragged, noisy outline."""
-    h, w = hw
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    angle = rng.uniform(0, np.pi)
-    dx, dy = xx - centre[0], yy - centre[1]
-    u = dx * np.cos(angle) + dy * np.sin(angle)
-    v = -dx * np.sin(angle) + dy * np.cos(angle)
+    u, v = rotated_coordinates(hw, centre, rng.uniform(0, np.pi))
     elongation = rng.uniform(1.0, 3.0)
     distance = np.sqrt((u / (radius * elongation)) ** 2 + (v / radius) ** 2)
     ragged = cv2.GaussianBlur(rng.normal(0, 1, size=hw).astype(np.float32), (0, 0), max(1.0, radius / 4))
