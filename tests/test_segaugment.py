@@ -1,20 +1,30 @@
-"""Augmentation of segmentation training crops (edge.train.segaugment): each change keeps the
-mask true to the pixels."""
+"""Augmentation of segmentation training crops (edge.train.segaugment, with the decoys of
+edge.train.segdecoys and the stains of edge.train.segstains): each change keeps the mask true to
+the pixels."""
 import cv2
 import numpy as np
 import pytest
 
 from edge.train.seg import SegTrainConfig
 from edge.train.segaugment import Sample, augment, paste_blade, paste_donors, pasted_blade_fraction
+from edge.train.segdecoys import DEFAULT_KINDS, draw_decoy
+from edge.train.segstains import stain_blade
 
 
 def blade_over(background: np.ndarray):
-    """A training sample of a white vertical blade over the 64x64 RGB ``background``."""
+    """A training sample of a white vertical blade (the middle quarter of the columns) over the
+    RGB ``background``."""
     rgb = background.copy()
-    rgb[:, 24:40] = (230, 230, 230)
-    mask = np.zeros((64, 64), np.uint8)
-    mask[:, 24:40] = 1
+    height, width = background.shape[:2]
+    blade = slice(width * 3 // 8, width * 5 // 8)
+    rgb[:, blade] = (230, 230, 230)
+    mask = np.zeros((height, width), np.uint8)
+    mask[:, blade] = 1
     return Sample("s", rgb, mask, "closeup", 0), mask
+
+
+def uniform(colour, size: int = 96) -> np.ndarray:
+    return np.full((size, size, 3), colour, np.uint8)
 
 
 def photometric_only(**augmentation):
@@ -120,3 +130,65 @@ def test_pasted_blade_fraction_is_the_blade_area_pasting_adds_to_training_crops(
     assert 0.05 < estimate < 0.6
     assert estimate == pytest.approx(seen, rel=0.25)
     assert pasted_blade_fraction([], (48, 48)) == 0.0
+
+
+GRASS, SEA = (60, 140, 40), (40, 80, 130)
+
+
+@pytest.mark.parametrize("kinds", [DEFAULT_KINDS, ("nacelle",)])
+def test_a_decoy_is_pale_and_neutral_and_never_drawn_over_the_blade(kinds):
+    sample, mask = blade_over(uniform(GRASS))
+    rgb, blade = sample.rgb, mask.astype(bool)
+    drawn, neutral = 0, 0
+    for seed in range(40):
+        out = draw_decoy(rgb, blade, np.random.default_rng(seed), kinds)
+        assert (out[blade] == rgb[blade]).all()
+        changed = (out != rgb).any(axis=2) & ~blade
+        if changed.sum() < 20:
+            continue          # drawn mostly outside the crop
+        drawn += 1
+        pixels = out[changed].astype(int)
+        # Grey-ish and pale as blades are, not grass (the softened rim of a thin decoy is a blend).
+        neutral += np.median(np.ptp(pixels, axis=1)) < 40 and np.median(pixels.mean(axis=1)) > 80
+    assert drawn >= 30
+    assert neutral >= 0.8 * drawn
+
+
+def test_augment_with_decoys_keeps_the_mask_and_draws_on_the_background():
+    sample, blade = blade_over(uniform(GRASS))
+    config = SegTrainConfig(long_side=96, rotate=0.0, zoom_min=1.0, zoom_max=1.0, colour_jitter=0.0, decoys=1.0)
+    plain = SegTrainConfig(long_side=96, rotate=0.0, zoom_min=1.0, zoom_max=1.0, colour_jitter=0.0)
+    grey_background = []
+    for seed in range(20):
+        out, mask = augment(sample, (96, 96), np.random.default_rng(seed), config)
+        assert mask.sum() == blade.sum()
+        background = out[~mask.astype(bool)].astype(int)
+        grey_background.append((np.ptp(background, axis=1) < 40).mean())
+    assert np.mean(grey_background) > 0.05
+    out, mask = augment(sample, (96, 96), np.random.default_rng(0), plain)   # off by default
+    assert (np.ptp(out[~mask.astype(bool)].astype(int), axis=1) > 60).all()
+
+
+def test_stains_colour_part_of_the_blade_and_nothing_else():
+    sample, mask = blade_over(uniform(SEA))
+    rgb, blade = sample.rgb, mask.astype(bool)
+    stained_shares = []
+    for seed in range(20):
+        out = stain_blade(rgb, blade, np.random.default_rng(seed), count=2)
+        assert (out[~blade] == rgb[~blade]).all()
+        changed = (out != rgb).any(axis=2)
+        stained_shares.append(changed[blade].mean())
+    assert 0.05 < np.mean(stained_shares) < 0.9       # part of the blade, not all of it
+    assert stain_blade(rgb, np.zeros_like(blade), np.random.default_rng(0)) is rgb
+
+
+def test_augment_with_stains_keeps_the_blade_in_the_mask():
+    sample, blade = blade_over(uniform(SEA))
+    config = SegTrainConfig(long_side=96, rotate=0.0, zoom_min=1.0, zoom_max=1.0, colour_jitter=0.0, blade_stains=1.0)
+    coloured = []
+    for seed in range(10):
+        out, mask = augment(sample, (96, 96), np.random.default_rng(seed), config)
+        assert mask.sum() == blade.sum()
+        on_blade = out[mask.astype(bool)].astype(int)
+        coloured.append((np.ptp(on_blade, axis=1) > 30).mean())   # white paint has R = G = B
+    assert np.mean(coloured) > 0.05
