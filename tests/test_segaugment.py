@@ -135,7 +135,7 @@ def test_pasted_blade_fraction_is_the_blade_area_pasting_adds_to_training_crops(
 GRASS, SEA = (60, 140, 40), (40, 80, 130)
 
 
-@pytest.mark.parametrize("kinds", [DEFAULT_KINDS, ("nacelle",)])
+@pytest.mark.parametrize("kinds", [DEFAULT_KINDS, ("nacelle",), ("hub",)])
 def test_a_decoy_is_pale_and_neutral_and_never_drawn_over_the_blade(kinds):
     sample, mask = blade_over(uniform(GRASS))
     rgb, blade = sample.rgb, mask.astype(bool)
@@ -152,6 +152,17 @@ def test_a_decoy_is_pale_and_neutral_and_never_drawn_over_the_blade(kinds):
         neutral += np.median(np.ptp(pixels, axis=1)) < 40 and np.median(pixels.mean(axis=1)) > 80
     assert drawn >= 30
     assert neutral >= 0.8 * drawn
+
+
+def test_a_hub_is_drawn_against_the_blade():
+    sample, mask = blade_over(uniform(GRASS))
+    blade = mask.astype(bool)
+    beside_blade = cv2.dilate(mask, np.ones((5, 5), np.uint8)).astype(bool) & ~blade
+    touching = 0
+    for seed in range(20):
+        changed = (draw_decoy(sample.rgb, blade, np.random.default_rng(seed), ("hub",)) != sample.rgb).any(axis=2)
+        touching += changed[beside_blade].any()
+    assert touching >= 18
 
 
 def test_augment_with_decoys_keeps_the_mask_and_draws_on_the_background():

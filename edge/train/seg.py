@@ -74,7 +74,7 @@ class SegTrainConfig:
     field_recolour: float = 0.0      # share of crops whose background becomes a sunlit field (blade kept)
     blade_paste: float = 0.0         # share of crops that get another frame's blade pasted on them
     decoys: float = 0.0              # share of crops that get a drawn gravel road, roof or shed (background)
-    decoy_kinds: str = "road,roof,shed"   # which decoys (edge.train.segdecoys.KINDS; "nacelle" is opt-in)
+    decoy_kinds: str = "road,roof,shed"   # which decoys (edge.train.segdecoys.KINDS; "nacelle" and "hub" are opt-in)
     blade_stains: float = 0.0        # share of crops whose blade gets drawn tape, erosion, rust or dirt
     init_from: str = ""              # start a new run from this checkpoint's weights (not its optimiser or step)
     bf16: bool = False               # bf16 autocast: measured 1.6x slower per step than float32 on this CPU
@@ -485,7 +485,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of training crops that get a drawn gravel road, corrugated roof or shed, "
                              "labelled background (0 = off)")
     parser.add_argument("--decoy-kinds", default=defaults.decoy_kinds,
-                        help="comma-separated decoys to draw: road, roof, shed, nacelle (default: road,roof,shed)")
+                        help="comma-separated decoys to draw: road, roof, shed, nacelle, hub (default: road,roof,shed)")
     parser.add_argument("--blade-stains", type=float, default=defaults.blade_stains,
                         help="share of training crops whose blade gets drawn repair tape, erosion, rust or dirt, "
                              "still blade (0 = off)")

@@ -1,11 +1,11 @@
 """Grey look-alikes drawn into segmentation crops as background: gravel roads, corrugated roofs,
-small sheds and (opt-in) nacelles.
+small sheds and (opt-in) nacelles and hubs.
 
 Seen from above, a wind farm is more than its turbine: the tracks to the tower and the roofs of
 the service buildings are as pale and as straight-edged as a blade, and the networks trained on
 wta-train (sky, sea, brown ground) mark them as blade on dtu-dev's tower views. What tells them
 apart is texture and shape: gravel is grainy, a roof is striped or boxy, a blade is smooth and
-long. The decoys here are drawn procedurally, never cut from a photo, and always lie under the
+long; the hub's spinner is a white dome, not a long blade, even where it touches the blade roots. The decoys here are drawn procedurally, never cut from a photo, and always lie under the
 blade (a blade hangs above the ground), so the mask stays true to the pixels.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 
-_WEIGHTS = {"road": 0.5, "roof": 0.3, "shed": 0.2, "nacelle": 0.5}   # how often each kind is drawn
+_WEIGHTS = {"road": 0.5, "roof": 0.3, "shed": 0.2, "nacelle": 0.5, "hub": 0.5}   # how often each kind is drawn
 KINDS = tuple(_WEIGHTS)
 DEFAULT_KINDS = ("road", "roof", "shed")
 
@@ -25,7 +25,10 @@ def draw_decoy(rgb: np.ndarray, blade: np.ndarray, rng: np.random.Generator,
     ``blade`` (bool) is not."""
     weights = np.array([_WEIGHTS[kind] for kind in kinds])
     kind = kinds[rng.choice(len(kinds), p=weights / weights.sum())]
-    shape, texture = {"road": _road, "roof": _roof, "shed": _shed, "nacelle": _nacelle}[kind](blade.shape, rng)
+    if kind == "hub":
+        shape, texture = _hub(blade, rng)
+    else:
+        shape, texture = {"road": _road, "roof": _roof, "shed": _shed, "nacelle": _nacelle}[kind](blade.shape, rng)
     alpha = cv2.GaussianBlur(shape, (3, 3), 0) * ~blade
     blended = alpha[..., None] * texture + (1 - alpha[..., None]) * rgb.astype(np.float32)
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
@@ -128,3 +131,40 @@ def _nacelle(hw: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray,
         run = ((along - spot[0]) ** 2 / rng.uniform(1, 4) + (across - spot[1]) ** 2) < radius ** 2
         shade[run] = (140, 80, 50)
     return shape, shade
+
+
+def _hub(blade: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A hub's spinner beside the blade: a white dome (half an ellipsoid, its base on a point of
+    the blade's edge, its nose pointing away), shaded as a body of revolution, with a few grey
+    smudges. Where the crop has no blade it lies anywhere."""
+    h, w = blade.shape
+    edge = blade & ~cv2.erode(blade.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    points = np.argwhere(edge)
+    central = points[(np.abs(points - np.array([h, w]) / 2) < np.array([h, w]) * 0.35).all(axis=1)]
+    points = central if len(central) else points     # a base near the middle keeps the dome in the crop
+    if len(points):
+        base_y, base_x = points[rng.integers(len(points))]
+        half_width = float(cv2.distanceTransform(blade.astype(np.uint8), cv2.DIST_L2, 3).max())
+    else:
+        base_y, base_x = rng.uniform(0, h), rng.uniform(0, w)
+        half_width = rng.uniform(0.03, 0.1) * max(h, w)
+    radius = float(np.clip(half_width * rng.uniform(1.2, 2.5), 0.04 * max(h, w), 0.3 * max(h, w)))
+    length = radius * rng.uniform(1.0, 2.0)
+    # Point the nose away from the blade: the first of a few random directions whose tip is off it.
+    angles = rng.uniform(0, 2 * np.pi, size=8)
+    for angle in angles:
+        tip = (int(base_x + np.cos(angle) * length * 0.8), int(base_y + np.sin(angle) * length * 0.8))
+        if not (0 <= tip[0] < w and 0 <= tip[1] < h) or not blade[tip[1], tip[0]]:
+            break
+    along, across = rotated_coordinates((h, w), (float(base_x), float(base_y)), float(angle))
+    profile = radius * np.sqrt(np.clip(1 - (along / length) ** 2, 0, None))
+    shape = ((along >= -radius * 0.1) & (np.abs(across) <= profile)).astype(np.float32)
+    # Lit from one side: brightest on one flank, darker towards the other and the rim.
+    side = across / np.maximum(profile, 1.0)
+    light = 1 - 0.3 * side ** 2 * rng.uniform(0.5, 1.0) + 0.12 * side * rng.choice((-1, 1))
+    texture = _neutral_colour(rng, 195, 240)[None, None, :] * light[..., None]
+    for _ in range(int(rng.integers(0, 3))):
+        spot = (rng.uniform(0, length * 0.8), rng.uniform(-radius * 0.5, radius * 0.5))
+        smudge = ((along - spot[0]) ** 2 + (across - spot[1]) ** 2) < (radius * rng.uniform(0.05, 0.15)) ** 2
+        texture[smudge] = _neutral_colour(rng, 110, 160)
+    return shape, texture
