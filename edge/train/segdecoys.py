@@ -5,8 +5,10 @@ Seen from above, a wind farm is more than its turbine: the tracks to the tower a
 the service buildings are as pale and as straight-edged as a blade, and the networks trained on
 wta-train (sky, sea, brown ground) mark them as blade on dtu-dev's tower views. What tells them
 apart is texture and shape: gravel is grainy, a roof is striped or boxy, a blade is smooth and
-long; the hub's spinner is a white dome, not a long blade, even where it touches the blade roots. The decoys here are drawn procedurally, never cut from a photo, and always lie under the
-blade (a blade hangs above the ground), so the mask stays true to the pixels.
+long; the hub's spinner is a white dome, not a long blade, even where it touches the blade roots.
+The decoys here are drawn procedurally, never cut from a photo, and always lie under the blade (a
+blade hangs above the ground, and a spinner is drawn only off it), so the mask stays true to the
+pixels.
 """
 from __future__ import annotations
 
