@@ -50,6 +50,20 @@ def test_reference_keeps_the_blade_inside_its_region_and_leaves_the_roof_out(tmp
     assert not reference[ROOF].any()
 
 
+def test_reference_keeps_sky_lit_shade_and_repair_tape_but_not_soil(tmp_path):
+    # The shaded side of a white blade turns blue-grey under the sky, and repair tape is a pale
+    # warm band across it: both are blade. Soil showing inside the generous polygon is not.
+    image = field_photo()
+    image[120:140, 60:380] = (90, 120, 155)              # sky-lit shade instead of grey
+    image[100:140, 200:215] = (176, 163, 150)            # a band of repair tape
+    image[140:156, 60:380] = (133, 107, 88)              # soil just below the blade
+    regions = regions_file(tmp_path / "r.json", {"field": [[[20, 40], [195, 40], [195, 80], [20, 80]]]})
+    reference = reference_mask(image, regions, "field")
+    scores = frame_scores(reference, blade_truth())
+    assert scores.recall > 0.97 and scores.precision > 0.97
+    assert reference[120:140, 200:215].all() and not reference[145:156, 60:380].any()
+
+
 def test_regions_file_errors_name_the_file_and_the_key(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"frame": [200, 120], "photos": {"DJI_1": [[[0, 0], [5, 5]]]}}))

@@ -4,9 +4,11 @@ A colour rule alone (``edge.bench.masks.draw_blade_mask``) also takes the tower,
 grey roofs and gravel for blade, and misses blade paint in shade or burnt out, so it cannot
 judge a segmenter. Here a person draws a generous polygon around each blade (a few points on a
 downscaled view, nothing else in the photo needs to be traced) and the colour rule only
-decides, inside those polygons, which pixels are painted surface and which are grass or soil
-showing beside the blade. Where a blade passes in front of the tower or nacelle, both painted
-alike, the polygon has to follow the blade's edges there.
+decides, inside those polygons, which pixels are grass, soil or deep shadow showing beside the
+blade (:func:`ground_showing`); everything else inside is blade, whatever its paint: white, grey,
+blue-grey where the blade's shaded side reflects the sky, or a band of repair tape. Where a blade
+passes in front of the tower, nacelle or hub, all painted alike, the polygon has to follow the
+blade's edges there.
 
 The regions file (JSON)::
 
@@ -83,13 +85,28 @@ def painted_surface(image: np.ndarray) -> np.ndarray:
     rgb = image.astype(np.int16)
     hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
     saturation, value = hsv[..., 1], hsv[..., 2]
-    green = (rgb[..., 1] > rgb[..., 0] + 14) & (rgb[..., 1] > rgb[..., 2] + 14)
     warm = rgb[..., 0] > rgb[..., 2] + 10          # soil and gravel
-    return (((saturation < 80) & ~warm) | (value > 225)) & (value > 70) & ~green
+    return (((saturation < 80) & ~warm) | (value > 225)) & (value > 70) & ~_green(rgb)
+
+
+def ground_showing(image: np.ndarray) -> np.ndarray:
+    """Pixels of grass, soil or deep shadow (bool, same size as ``image``): green, or warm and
+    saturated, or dark. Blade paint is none of these, even in shade: the shaded side of a white
+    blade turns blue-grey under the sky (saturated, but cool), and repair tape is warm but pale."""
+    rgb = image.astype(np.int16)
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+    saturation, value = hsv[..., 1], hsv[..., 2]
+    soil = (rgb[..., 0] > rgb[..., 2] + 10) & (saturation > 45)
+    return _green(rgb) | soil | (value < 50)
+
+
+def _green(rgb: np.ndarray) -> np.ndarray:
+    """Grass: green clearly above red and blue (``rgb`` as int16)."""
+    return (rgb[..., 1] > rgb[..., 0] + 14) & (rgb[..., 1] > rgb[..., 2] + 14)
 
 
 def reference_mask(image: np.ndarray, regions: BladeRegions, stem: str) -> np.ndarray:
-    """Blade mask of ``image`` (uint8 RGB): painted surface inside the photo's blade regions,
+    """Blade mask of ``image`` (uint8 RGB): what is not ground inside the photo's blade regions,
     opened and closed with a 5x5 ellipse and its holes filled."""
     _, _, mask = _reference_small(image, regions, stem)
     height, width = image.shape[:2]
@@ -117,7 +134,7 @@ def _reference_small(image: np.ndarray, regions: BladeRegions, stem: str):
     height, width = image.shape[:2]
     small = cv2.resize(image, (max(width // _SCALE, 1), max(height // _SCALE, 1)), interpolation=cv2.INTER_AREA)
     region = regions.region(stem, *small.shape[:2])
-    mask = (painted_surface(small) & region).astype(np.uint8)
+    mask = (~ground_showing(small) & region).astype(np.uint8)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)
