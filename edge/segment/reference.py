@@ -85,8 +85,7 @@ def painted_surface(image: np.ndarray) -> np.ndarray:
     rgb = image.astype(np.int16)
     hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
     saturation, value = hsv[..., 1], hsv[..., 2]
-    warm = rgb[..., 0] > rgb[..., 2] + 10          # soil and gravel
-    return (((saturation < 80) & ~warm) | (value > 225)) & (value > 70) & ~_green(rgb)
+    return (((saturation < 80) & ~_warm(rgb)) | (value > 225)) & (value > 70) & ~_green(rgb)
 
 
 def ground_showing(image: np.ndarray) -> np.ndarray:
@@ -96,13 +95,18 @@ def ground_showing(image: np.ndarray) -> np.ndarray:
     rgb = image.astype(np.int16)
     hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
     saturation, value = hsv[..., 1], hsv[..., 2]
-    soil = (rgb[..., 0] > rgb[..., 2] + 10) & (saturation > 45)
+    soil = _warm(rgb) & (saturation > 45)
     return _green(rgb) | soil | (value < 50)
 
 
 def _green(rgb: np.ndarray) -> np.ndarray:
     """Grass: green clearly above red and blue (``rgb`` as int16)."""
     return (rgb[..., 1] > rgb[..., 0] + 14) & (rgb[..., 1] > rgb[..., 2] + 14)
+
+
+def _warm(rgb: np.ndarray) -> np.ndarray:
+    """Soil, gravel and tape: red above blue (``rgb`` as int16)."""
+    return rgb[..., 0] > rgb[..., 2] + 10
 
 
 def reference_mask(image: np.ndarray, regions: BladeRegions, stem: str) -> np.ndarray:
