@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from edge.cli import main
+from edge.errors import InputError
 from edge.segment.unet import load_weights
 from test_segment_cli import TINY_TRAIN, tiny_data  # noqa: F401  (fixture)
 
@@ -90,7 +91,7 @@ def test_soup_refuses_networks_that_differ_and_names_the_file(tmp_path, capsys):
     shipped = tmp_path / "shipped.pt"
     torch.save({"state_dict": base}, shipped)
     assert main(["train", "soup", str(tmp_path / "soup.pt"), str(a), str(shipped)]) == 1
-    assert "no 'model' state dict" in capsys.readouterr().err
+    assert "neither a training checkpoint" in capsys.readouterr().err
     assert main(["train", "soup", str(tmp_path / "soup.pt"), str(a)]) == 1
     assert "at least two" in capsys.readouterr().err
 
@@ -102,3 +103,18 @@ def test_soup_mean_keeps_counters_and_dtype(tmp_path):
     soup = make_soup([a, b])
     assert torch.equal(soup["model"]["w"], torch.tensor([2.0, 4.0])) and soup["model"]["w"].dtype == torch.float32
     assert int(soup["model"]["n"]) == 7 and soup["step"] == 3
+
+
+def test_shipped_weights_file_is_a_member_and_a_repeated_member_weighs_twice(tmp_path):
+    from edge.train.soup import make_soup
+    run = _checkpoint(tmp_path / "run.pt", {"w": torch.tensor([4.0, 8.0]), "n": torch.tensor(7)}, "bunetv2-lite0")
+    shipped = tmp_path / "shipped.pt"   # the layout of an fp16 export in edge/weights/
+    torch.save({"arch": "bunetv2-lite0", "config": None,
+                "state_dict": {"w": torch.tensor([1.0, 2.0], dtype=torch.float16), "n": torch.tensor(5)}}, shipped)
+    soup = make_soup([shipped, run, shipped])
+    assert torch.equal(soup["model"]["w"], torch.tensor([2.0, 4.0])) and soup["model"]["w"].dtype == torch.float32
+    assert soup["config"] == {"arch": "bunetv2-lite0"} and soup["step"] == 3   # the run's settings
+    other = tmp_path / "other.pt"
+    torch.save({"arch": "bunetv2", "config": None, "state_dict": {"w": torch.zeros(2), "n": torch.tensor(5)}}, other)
+    with pytest.raises(InputError, match="architecture 'bunetv2'"):
+        make_soup([run, other])

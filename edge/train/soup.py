@@ -5,6 +5,11 @@ basin of the loss, so the mean of their weights is a network too, often better t
 them (Wortsman et al. 2022, "Model soups"). The soup is written as a training checkpoint
 without optimiser state: export it with ``edge train seg --ckpt-dir DIR --export W.pt
 --export-from NAME`` or start a new run from it with ``--init-from``.
+
+Shipped weights files (fp16 exports such as ``edge/weights/bunetv2_lite0.pt``) may be soup
+members too, so the runs fine-tuned from them can be averaged with their starting point; such a
+file counts as a checkpoint of float32 weights, and the soup takes its training settings from
+the first real training checkpoint.
 """
 from __future__ import annotations
 
@@ -19,7 +24,8 @@ from edge.errors import InputError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", type=Path, help="the soup checkpoint to write (e.g. RUNS/soup/last.pt)")
     parser.add_argument("checkpoints", type=Path, nargs="+",
-                        help="training checkpoints (last.pt, best.pt) of runs from the same weights")
+                        help="training checkpoints (last.pt, best.pt) of runs from the same weights, or that "
+                             "weights file itself; name one twice to give it twice the share")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,8 +41,8 @@ def make_soup(paths: list[Path]) -> dict:
     first checkpoint's (the architecture must be the same for all)."""
     if len(paths) < 2:
         raise InputError("a soup needs at least two checkpoints")
-    first_path, checkpoints = Path(paths[0]), [_load(Path(path)) for path in paths]
-    first = checkpoints[0]
+    checkpoints = [_load(Path(path)) for path in paths]
+    first_path, first = Path(paths[0]), checkpoints[0]
     for path, checkpoint in zip(paths[1:], checkpoints[1:]):
         _check_same_network(first, first_path, checkpoint, Path(path))
     model = {}
@@ -47,8 +53,10 @@ def make_soup(paths: list[Path]) -> dict:
             model[key] = (total / len(checkpoints)).to(tensor.dtype)
         else:
             model[key] = tensor.clone()  # counters such as num_batches_tracked
-    return {"model": model, "config": first.get("config", {}), "step": max(int(c.get("step", 0)) for c in checkpoints),
-            "best": first.get("best", {}), "soup_of": [str(path) for path in paths]}
+    trained = next((c for c in checkpoints if not c.get("exported")), first)
+    return {"model": model, "config": trained.get("config", {}),
+            "step": max(int(c.get("step", 0)) for c in checkpoints),
+            "best": trained.get("best", {}), "soup_of": [str(path) for path in paths]}
 
 
 def _load(path: Path) -> dict:
@@ -58,9 +66,14 @@ def _load(path: Path) -> dict:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # torch raises many kinds for a damaged file
         raise InputError(f"not a readable torch checkpoint ({error})", str(path)) from error
+    if isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict) and "arch" in payload:
+        # A shipped weights file: its fp16 tensors are averaged in float32 like a run's.
+        model = {key: tensor.float() if tensor.is_floating_point() else tensor
+                 for key, tensor in payload["state_dict"].items()}
+        return {"model": model, "config": {"arch": payload["arch"]}, "exported": True}
     if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict):
-        raise InputError("not a training checkpoint: it has no 'model' state dict (shipped weights are fp16 "
-                         "exports; average the runs' last.pt or best.pt instead)", str(path))
+        raise InputError("neither a training checkpoint ('model' state dict) nor a weights file "
+                         "('arch' and 'state_dict')", str(path))
     return payload
 
 
