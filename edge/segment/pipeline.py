@@ -33,9 +33,10 @@ from edge.segment.holefill import hole_fill
 from edge.segment.unet import BUNetV2, load_weights, predict_probability
 
 STEPS = ("unet", "fill", "forest", "final")
-# The registry's segmentation model used when no weights file is given. bunetv2-lite0 is far
-# better on held-out wta-train scenes but misses white blades over grass on the dtu-dev
-# close-ups (median F1 0.29 against 0.80; docs/segmentation.md): not the default until it holds there.
+# The registry's segmentation model used when no weights file is given. bunetv2-lite0 is better
+# on real photos (held-out wta-train scenes, dtu-dev) but finds less of the blade on generated
+# inspections (recall 0.83 against 0.96; docs/segmentation.md), and a missed blade is coded as
+# background: not the default until its recall holds there.
 DEFAULT_SEGMENTER = "bunetv2"
 
 
