@@ -107,13 +107,17 @@ def test_soup_mean_keeps_counters_and_dtype(tmp_path):
 
 def test_shipped_weights_file_is_a_member_and_a_repeated_member_weighs_twice(tmp_path):
     from edge.train.soup import make_soup
-    run = _checkpoint(tmp_path / "run.pt", {"w": torch.tensor([4.0, 8.0]), "n": torch.tensor(7)}, "bunetv2-lite0")
+    run = tmp_path / "run.pt"
+    torch.save({"model": {"w": torch.tensor([4.0, 8.0]), "n": torch.tensor(7)}, "step": 3, "best": {},
+                "config": {"arch": "bunetv2-lite0", "lr": 1e-4}}, run)
     shipped = tmp_path / "shipped.pt"   # the layout of an fp16 export in edge/weights/
     torch.save({"arch": "bunetv2-lite0", "config": None,
                 "state_dict": {"w": torch.tensor([1.0, 2.0], dtype=torch.float16), "n": torch.tensor(5)}}, shipped)
     soup = make_soup([shipped, run, shipped])
     assert torch.equal(soup["model"]["w"], torch.tensor([2.0, 4.0])) and soup["model"]["w"].dtype == torch.float32
-    assert soup["config"] == {"arch": "bunetv2-lite0"} and soup["step"] == 3   # the run's settings
+    assert soup["config"] == {"arch": "bunetv2-lite0", "lr": 1e-4} and soup["step"] == 3   # the run's settings
+    with pytest.raises(InputError, match="at least one training checkpoint"):
+        make_soup([shipped, shipped])
     other = tmp_path / "other.pt"
     torch.save({"arch": "bunetv2", "config": None, "state_dict": {"w": torch.zeros(2), "n": torch.tensor(5)}}, other)
     with pytest.raises(InputError, match="architecture 'bunetv2'"):

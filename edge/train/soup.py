@@ -38,10 +38,13 @@ def run(args: argparse.Namespace) -> int:
 
 def make_soup(paths: list[Path]) -> dict:
     """The checkpoint whose model weights are the mean of those of ``paths``; its config is the
-    first checkpoint's (the architecture must be the same for all)."""
+    first training checkpoint's (the architecture must be the same for all)."""
     if len(paths) < 2:
         raise InputError("a soup needs at least two checkpoints")
     checkpoints = [_load(Path(path)) for path in paths]
+    trained = next((c for c in checkpoints if not c.get("exported")), None)
+    if trained is None:   # a weights file holds no training settings, and the export needs them
+        raise InputError("a soup needs at least one training checkpoint (last.pt, best.pt), not only weights files")
     first_path, first = Path(paths[0]), checkpoints[0]
     for path, checkpoint in zip(paths[1:], checkpoints[1:]):
         _check_same_network(first, first_path, checkpoint, Path(path))
@@ -53,7 +56,6 @@ def make_soup(paths: list[Path]) -> dict:
             model[key] = (total / len(checkpoints)).to(tensor.dtype)
         else:
             model[key] = tensor.clone()  # counters such as num_batches_tracked
-    trained = next((c for c in checkpoints if not c.get("exported")), first)
     return {"model": model, "config": trained.get("config", {}),
             "step": max(int(c.get("step", 0)) for c in checkpoints),
             "best": trained.get("best", {}), "soup_of": [str(path) for path in paths]}
