@@ -25,7 +25,7 @@ from edge.codec.lossy.model import HyperpriorEASN, LossyConfig
 from edge.errors import InputError
 from edge.segment.unet import load_weights
 from edge.train import implicit, lossless, lossy, seg
-from edge.train.common import IMPLICIT_FORMAT, LOSSY_FORMAT, on_device, read_shipped
+from edge.train.common import IMPLICIT_FORMAT, LOSSY_FORMAT, float_state, on_device, read_shipped
 
 KINDS = ("lossy", "lossless", "implicit", "seg")
 # The shipped weights and model card of each kind, under edge/weights/.
@@ -100,7 +100,7 @@ def load_model(kind: str, path: Path) -> tuple[torch.nn.Module, int, dict]:
         state = payload["model"]
     else:
         raise InputError(f"unknown model kind {kind!r} (known: {', '.join(KINDS)})", str(path))
-    model.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state.items()})
+    model.load_state_dict(float_state(state))
     return model.eval(), int(step or 0), dict(config)
 
 

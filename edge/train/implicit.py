@@ -45,7 +45,7 @@ from edge.segment.dataset import is_held_out, list_frames, read_mask, read_rgb
 from edge.synth import render_frame
 from edge.train.common import (IMPLICIT_FORMAT, add_device_arguments, add_run_arguments, adopt_validation,
                                autocast, batch_on_device, batches, checkpoint_to_export, exclusive_run,
-                               loader_workers, on_device, read_shipped, resolve_device, save_checkpoint,
+                               float_state, loader_workers, on_device, read_shipped, resolve_device, save_checkpoint,
                                start_warmup, warmup_factor)
 from edge.train.data import colour_jitter, recoloured
 
@@ -324,7 +324,7 @@ def initialise_from_weights(model: ImplicitROI, path: Path) -> int:
     if payload["config"] != model.config.__dict__:
         raise InputError(f"weights of a different shape ({payload['config']}) than the model "
                          f"({model.config.__dict__})", str(path))
-    model.load_state_dict({k: v.float() for k, v in payload["state_dict"].items()})
+    model.load_state_dict(float_state(payload["state_dict"]))
     return int(payload.get("info", {}).get("step", 0) or 0)
 
 

@@ -36,7 +36,7 @@ from edge.errors import ConfigError, InputError
 from edge.segment.dataset import is_held_out
 from edge.synth import render_frame
 from edge.train.common import (add_device_arguments, autocast, batch_on_device, batches, exclusive_run,
-                               loader_workers, logged_to_file, on_device, resolve_device)
+                               float_state, loader_workers, logged_to_file, on_device, resolve_device)
 from edge.train.data import WTA_TRAIN_ENV, wta_train_folder
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ def init_state(path: str | Path) -> dict:
     except (OSError, RuntimeError, ValueError, EOFError) as error:
         raise InputError(f"--init-from: cannot be read: {error}", str(path)) from None
     if isinstance(state, dict) and "state_dict" in state and "config" in state:      # shipped weights
-        return {"model": {k: v.float() for k, v in state["state_dict"].items()}, "model_config": state["config"],
+        return {"model": float_state(state["state_dict"]), "model_config": state["config"],
                 "step": int(state.get("step", 0))}
     if not isinstance(state, dict) or "model" not in state or "model_config" not in state:
         raise InputError("--init-from: neither Bit-swap weights nor a Bit-swap training checkpoint", str(path))

@@ -31,7 +31,7 @@ from edge.codec.lossy.model import LAMBDAS, LIKELIHOOD_MIN, HyperpriorEASN, Loss
 from edge.errors import EdgeError, InputError
 from edge.train.common import (LOSSY_FORMAT, add_device_arguments, add_run_arguments, adopt_validation,
                                autocast, batch_on_device, batches, checkpoint_to_export, exclusive_run,
-                               loader_workers, on_device, read_shipped, resolve_device, save_checkpoint,
+                               float_state, loader_workers, on_device, read_shipped, resolve_device, save_checkpoint,
                                start_warmup, warmup_factor)
 from edge.train.data import colour_jitter, list_images, random_crop, read_rgb, recoloured, split_paths
 
@@ -303,7 +303,7 @@ def initialise_from_weights(model: HyperpriorEASN, path: Path) -> int:
             {k: v for k, v in model.config.__dict__.items() if k != "levels"}:
         raise InputError(f"weights of a different shape ({payload['config']}) than the model "
                          f"({model.config.__dict__})", str(path))
-    checkpoint = {"model": {k: v.float() for k, v in payload["state_dict"].items()},
+    checkpoint = {"model": float_state(payload["state_dict"]),
                   "optimizer": {"state": {}}, "config": dict(payload["config"])}
     add_levels(checkpoint, model.config.levels, [name for name, _ in model.named_parameters()])
     model.load_state_dict(checkpoint["model"])     # copies onto the model's device

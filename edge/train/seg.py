@@ -38,7 +38,7 @@ from edge.segment.dataset import is_held_out, list_frames, read_mask, read_rgb
 from edge.segment.losses import class_weights, dense_crf_loss, focal_loss
 from edge.segment import effnet
 from edge.segment.unet import RGB_MEAN, RGB_STD, BUNetV2, UNetConfig, network_size, save_weights
-from edge.train.common import exclusive_run, logged_to_file
+from edge.train.common import exclusive_run, float_state, logged_to_file
 from edge.train.segaugment import Sample, augment, paste_donors, pasted_blade_fraction
 from edge.train.segdecoys import KINDS
 
@@ -123,7 +123,7 @@ def initial_state(path: Path) -> dict:
     except (OSError, RuntimeError, KeyError, TypeError) as error:
         raise ConfigError(f"--init-from {path}: not a training checkpoint or weights file ({error})",
                           "init_from") from None
-    return {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+    return float_state(state)
 
 
 def parameter_groups(model: torch.nn.Module, config: SegTrainConfig) -> list[dict]:

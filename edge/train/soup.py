@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from edge.errors import InputError
+from edge.train.common import float_state
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,9 +71,7 @@ def _load(path: Path) -> dict:
         raise InputError(f"not a readable torch checkpoint ({error})", str(path)) from error
     if isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict) and "arch" in payload:
         # A shipped weights file: its fp16 tensors are averaged in float32 like a run's.
-        model = {key: tensor.float() if tensor.is_floating_point() else tensor
-                 for key, tensor in payload["state_dict"].items()}
-        return {"model": model, "config": {"arch": payload["arch"]}, "exported": True}
+        return {"model": float_state(payload["state_dict"]), "config": {"arch": payload["arch"]}, "exported": True}
     if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict):
         raise InputError("neither a training checkpoint ('model' state dict) nor a weights file "
                          "('arch' and 'state_dict')", str(path))
