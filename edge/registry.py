@@ -76,6 +76,18 @@ def write_weights_file(payload: dict, path: Path) -> str:
     return hashlib.sha256(buffer.getvalue()).hexdigest()
 
 
+def fp16_weights(state: dict) -> dict:
+    """A state dict with its floating-point tensors in fp16 (how weights are shipped and returned
+    from a GPU lease); integer counters as they are."""
+    return {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+
+
+def float_state(state: dict) -> dict:
+    """A state dict with its floating-point tensors in float32 (shipped fp16 weights as a model
+    runs, trains and averages them); integer counters as they are."""
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+
+
 def load_model(name: str, expected_sha256: str | None = None):
     """Load a registered model; with ``expected_sha256`` refuse weights that differ."""
     spec = get_spec(name)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge.errors import ModelError
-from edge.registry import write_weights_file
+from edge.registry import float_state, fp16_weights, write_weights_file
 from edge.segment.unet import RGB_MEAN, RGB_STD, _conv_block
 
 ARCH = "bunetv2-lite0"
@@ -204,7 +204,7 @@ class LiteUNet(nn.Module):
 
 def save_weights(model: LiteUNet, path: Path) -> None:
     """Write the weights as a fp16 state dict plus the config and the architecture name."""
-    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    state = fp16_weights(model.state_dict())
     config = asdict(model.config)
     config["decoder_widths"] = list(config["decoder_widths"])
     write_weights_file({"arch": ARCH, "config": config, "state_dict": state}, path)
@@ -214,8 +214,7 @@ def model_from_payload(payload: dict) -> LiteUNet:
     config = dict(payload["config"])
     config["decoder_widths"] = tuple(config["decoder_widths"])
     model = LiteUNet(LiteUNetConfig(**config))
-    state = {k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()}
-    model.load_state_dict(state)
+    model.load_state_dict(float_state(payload["state_dict"]))
     return model.eval()
 
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge.errors import ModelError
-from edge.registry import write_weights_file
+from edge.registry import float_state, fp16_weights, write_weights_file
 
 # Normalisation of the RGB input (ImageNet statistics; any fixed values would do).
 RGB_MEAN = (0.485, 0.456, 0.406)
@@ -130,7 +130,7 @@ def predict_probability(model: BUNetV2, rgb: np.ndarray, flips: bool = True) -> 
 
 def save_weights(model: BUNetV2, path: Path) -> None:
     """Write the weights as a small fp16 state dict plus the config."""
-    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    state = fp16_weights(model.state_dict())
     write_weights_file({"config": asdict(model.config), "state_dict": state}, path)
 
 
@@ -147,8 +147,7 @@ def load_weights(path: Path) -> BUNetV2:
                 raise KeyError(f"unknown arch {payload['arch']!r}")
             return effnet.model_from_payload(payload)
         model = BUNetV2(UNetConfig(**payload["config"]))
-        state = {k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()}
-        model.load_state_dict(state)
+        model.load_state_dict(float_state(payload["state_dict"]))
     except (OSError, KeyError, TypeError, RuntimeError) as error:
         raise ModelError(f"cannot load BU-Netv2 weights from {path}: {error}") from None
     return model.eval()

@@ -37,7 +37,8 @@ from pathlib import Path
 import torch
 
 from edge.errors import ConfigError
-from edge.train.common import fp16_weights, resolve_device
+from edge.registry import fp16_weights
+from edge.train.common import resolve_device
 from edge.train.data import WTA_TRAIN_ENV, wta_train_folder
 from edge.train.heldout import KINDS, SHIPPED, DataFolders, load_model, score, score_file
 

@@ -198,18 +198,6 @@ def batches(make_batch, seed: int, workers: int):
     return iter(loader)
 
 
-def fp16_weights(state: dict) -> dict:
-    """A state dict with its floating-point tensors in fp16 (how weights are shipped and returned
-    from a GPU lease); integer counters as they are."""
-    return {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
-
-
-def float_state(state: dict) -> dict:
-    """A state dict with its floating-point tensors in float32 (shipped fp16 weights as a model
-    trains and averages them); integer counters as they are."""
-    return {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
-
-
 # -- shipped weights, read without the coders (whose modules need the entropy coder) -----------
 LOSSY_FORMAT = "edge-lossy-weights-v1"          # edge.codec.lossy.weights.FORMAT
 IMPLICIT_FORMAT = "edge-implicit-weights-v1"    # edge.codec.implicit.weights.FORMAT

@@ -23,9 +23,10 @@ from edge.codec.bitswap.model import BitswapConfig, BitswapVAE
 from edge.codec.implicit.model import ImplicitConfig, ImplicitROI
 from edge.codec.lossy.model import HyperpriorEASN, LossyConfig
 from edge.errors import InputError
+from edge.registry import float_state
 from edge.segment.unet import load_weights
 from edge.train import implicit, lossless, lossy, seg
-from edge.train.common import IMPLICIT_FORMAT, LOSSY_FORMAT, float_state, on_device, read_shipped
+from edge.train.common import IMPLICIT_FORMAT, LOSSY_FORMAT, on_device, read_shipped
 
 KINDS = ("lossy", "lossless", "implicit", "seg")
 # The shipped weights and model card of each kind, under edge/weights/.

@@ -41,11 +41,12 @@ from tqdm import tqdm
 from edge.codec.implicit.model import LAMBDAS, ImplicitConfig, ImplicitROI, gaussian_likelihood
 from edge.codec.lossy.model import LIKELIHOOD_MIN
 from edge.errors import EdgeError, InputError
+from edge.registry import float_state
 from edge.segment.dataset import is_held_out, list_frames, read_mask, read_rgb
 from edge.synth import render_frame
 from edge.train.common import (IMPLICIT_FORMAT, add_device_arguments, add_run_arguments, adopt_validation,
                                autocast, batch_on_device, batches, checkpoint_to_export, exclusive_run,
-                               float_state, loader_workers, on_device, read_shipped, resolve_device, save_checkpoint,
+                               loader_workers, on_device, read_shipped, resolve_device, save_checkpoint,
                                start_warmup, warmup_factor)
 from edge.train.data import colour_jitter, recoloured
 

@@ -33,10 +33,11 @@ from tqdm import tqdm
 
 from edge.codec.bitswap.model import PIXEL_STAGES, BitswapConfig, BitswapVAE, bits_per_subpixel
 from edge.errors import ConfigError, InputError
+from edge.registry import float_state
 from edge.segment.dataset import is_held_out
 from edge.synth import render_frame
 from edge.train.common import (add_device_arguments, autocast, batch_on_device, batches, exclusive_run,
-                               float_state, loader_workers, logged_to_file, on_device, resolve_device)
+                               loader_workers, logged_to_file, on_device, resolve_device)
 from edge.train.data import WTA_TRAIN_ENV, wta_train_folder
 
 log = logging.getLogger(__name__)

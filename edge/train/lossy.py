@@ -29,9 +29,10 @@ from tqdm import tqdm
 
 from edge.codec.lossy.model import LAMBDAS, LIKELIHOOD_MIN, HyperpriorEASN, LossyConfig, gaussian_likelihood
 from edge.errors import EdgeError, InputError
+from edge.registry import float_state
 from edge.train.common import (LOSSY_FORMAT, add_device_arguments, add_run_arguments, adopt_validation,
                                autocast, batch_on_device, batches, checkpoint_to_export, exclusive_run,
-                               float_state, loader_workers, on_device, read_shipped, resolve_device, save_checkpoint,
+                               loader_workers, on_device, read_shipped, resolve_device, save_checkpoint,
                                start_warmup, warmup_factor)
 from edge.train.data import colour_jitter, list_images, random_crop, read_rgb, recoloured, split_paths
 

@@ -34,11 +34,12 @@ import torch
 from tqdm import tqdm
 
 from edge.errors import ConfigError
+from edge.registry import float_state
 from edge.segment.dataset import is_held_out, list_frames, read_mask, read_rgb
 from edge.segment.losses import class_weights, dense_crf_loss, focal_loss
 from edge.segment import effnet
 from edge.segment.unet import RGB_MEAN, RGB_STD, BUNetV2, UNetConfig, network_size, save_weights
-from edge.train.common import exclusive_run, float_state, logged_to_file
+from edge.train.common import exclusive_run, logged_to_file
 from edge.train.segaugment import Sample, augment, paste_donors, pasted_blade_fraction
 from edge.train.segdecoys import KINDS
 

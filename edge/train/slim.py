@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from edge.errors import InputError
-from edge.train.common import fp16_weights
+from edge.registry import fp16_weights
 
 KEPT = ("config", "step", "best", "seconds")
 

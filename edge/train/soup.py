@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from edge.errors import InputError
-from edge.train.common import float_state
+from edge.registry import float_state
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

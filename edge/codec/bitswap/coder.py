@@ -28,7 +28,7 @@ from edge.codec.bitswap.streams import StreamPool
 from edge.codec.contract import CodedRegion
 from edge.codec.patches import PatchGrid, from_patches, mirror_pad, to_patches
 from edge.errors import CodingError, InputError, ModelError
-from edge.registry import get_spec, load_model, weights_sha256
+from edge.registry import float_state, get_spec, load_model, weights_sha256
 
 STANDALONE_SEED_WORDS = 4096      # more than the first posterior of a patch ever takes
 PATCHES_PER_STREAM = 32           # standalone: at least this many patches share one stream
@@ -69,7 +69,7 @@ def load_weights(path: str | Path) -> BitswapVAE:
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         model = BitswapVAE(BitswapConfig(**saved["config"]))
-        model.load_state_dict({name: tensor.float() for name, tensor in saved["state_dict"].items()})
+        model.load_state_dict(float_state(saved["state_dict"]))
     except (OSError, KeyError, RuntimeError, TypeError, ValueError) as error:
         raise ModelError(f"cannot load Bit-swap weights {path}: {error}") from None
     model.latent_bins = int(saved.get("latent_bins", 1024))

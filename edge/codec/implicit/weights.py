@@ -11,13 +11,14 @@ from edge.codec.implicit.coder import PATCH_SIZE, ImplicitCoder
 from edge.codec.implicit.model import ImplicitConfig, ImplicitROI
 from edge.codec.lossy.tables import EntropyTables
 from edge.codec.lossy.weights import read_weights, write_weights
+from edge.registry import float_state
 
 FORMAT = "edge-implicit-weights-v1"
 
 
 def model_from_state(config: dict, state_dict: dict) -> ImplicitROI:
     model = ImplicitROI(ImplicitConfig(**config))
-    model.load_state_dict({k: v.float() for k, v in state_dict.items()})
+    model.load_state_dict(float_state(state_dict))
     return model.eval()
 
 

@@ -14,14 +14,14 @@ from edge.codec.lossy.coder import PATCH_SIZE, LossyCoder
 from edge.codec.lossy.model import HyperpriorEASN, LossyConfig
 from edge.codec.lossy.tables import EntropyTables, build_tables
 from edge.errors import ModelError
-from edge.registry import write_weights_file
+from edge.registry import float_state, write_weights_file
 
 FORMAT = "edge-lossy-weights-v1"
 
 
 def model_from_state(config: dict, state_dict: dict) -> HyperpriorEASN:
     model = HyperpriorEASN(LossyConfig(**config))
-    model.load_state_dict({k: v.float() for k, v in state_dict.items()})
+    model.load_state_dict(float_state(state_dict))
     return model.eval()
 
 
