@@ -8,7 +8,7 @@ import pytest
 from edge.train.seg import SegTrainConfig
 from edge.train.segaugment import Sample, augment, paste_blade, paste_donors, pasted_blade_fraction
 from edge.train.segdecoys import DEFAULT_KINDS, draw_decoy
-from edge.train.segstains import stain_blade
+from edge.train.segstains import shade_blade, stain_blade
 
 
 def blade_over(background: np.ndarray):
@@ -191,6 +191,32 @@ def test_stains_colour_part_of_the_blade_and_nothing_else():
         stained_shares.append(changed[blade].mean())
     assert 0.05 < np.mean(stained_shares) < 0.9       # part of the blade, not all of it
     assert stain_blade(rgb, np.zeros_like(blade), np.random.default_rng(0)) is rgb
+
+
+def test_shade_darkens_and_blues_one_side_of_the_blade_only():
+    sample, mask = blade_over(uniform(SEA))
+    rgb, blade = sample.rgb, mask.astype(bool)
+    shaded_shares = []
+    for seed in range(20):
+        out = shade_blade(rgb, blade, np.random.default_rng(seed))
+        assert (out[~blade] == rgb[~blade]).all()
+        darker = out.astype(int).sum(axis=2) < rgb.astype(int).sum(axis=2) - 30
+        shaded_shares.append(darker[blade].mean())
+        shaded = out[blade & darker].astype(int)
+        assert (shaded[:, 2] >= shaded[:, 0]).all()         # sky light: blue at least as strong as red
+    assert 0.1 < np.mean(shaded_shares) < 0.9        # one side of the blade, not all of it
+    assert shade_blade(rgb, np.zeros_like(blade), np.random.default_rng(0)) is rgb
+
+
+def test_augment_with_shade_keeps_the_blade_in_the_mask():
+    sample, blade = blade_over(uniform(SEA))
+    config = SegTrainConfig(long_side=96, rotate=0.0, zoom_min=1.0, zoom_max=1.0, colour_jitter=0.0, blade_shade=1.0)
+    dark_shares = []
+    for seed in range(5):
+        out, mask = augment(sample, (96, 96), np.random.default_rng(seed), config)
+        assert mask.sum() == blade.sum()
+        dark_shares.append((out[mask.astype(bool)].mean(axis=1) < 150).mean())   # the paint is 230
+    assert np.mean(dark_shares) > 0.1
 
 
 def test_augment_with_stains_keeps_the_blade_in_the_mask():

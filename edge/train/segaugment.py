@@ -12,7 +12,7 @@ import numpy as np
 
 from edge.segment.reference import painted_surface
 from edge.train.segdecoys import draw_decoy
-from edge.train.segstains import stain_blade
+from edge.train.segstains import shade_blade, stain_blade
 
 if TYPE_CHECKING:
     from edge.train.seg import SegTrainConfig
@@ -33,7 +33,8 @@ def augment(sample: Sample, out_hw: tuple[int, int], rng: np.random.Generator,
     """A random flip / rotation / zoom / crop of one sample, a blade of one of ``donors`` pasted on
     it for a ``config.blade_paste`` share, a decoy (``edge.train.segdecoys``) for a
     ``config.decoys`` share, stains on the blade (``edge.train.segstains``) for a
-    ``config.blade_stains`` share, then the photometric changes; (rgb, mask) of size ``out_hw``.
+    ``config.blade_stains`` share, one long side of it in shade for a ``config.blade_shade`` share,
+    then the photometric changes; (rgb, mask) of size ``out_hw``.
 
     Scale 1 is the network scale (the long side of the sample becomes ``long_side``).
     """
@@ -63,6 +64,8 @@ def augment(sample: Sample, out_hw: tuple[int, int], rng: np.random.Generator,
         rgb = draw_decoy(rgb, mask, rng, tuple(config.decoy_kinds.split(",")))
     if config.blade_stains > 0 and mask.any() and rng.random() < config.blade_stains:
         rgb = stain_blade(rgb, mask, rng)
+    if config.blade_shade > 0 and mask.any() and rng.random() < config.blade_shade:
+        rgb = shade_blade(rgb, mask, rng)
     # Photometric jitter: contrast and brightness, then a colour cast (per-channel gain) and
     # saturation, since the scenes differ in light and white balance.
     rgb = rgb.astype(np.float32) * rng.uniform(0.8, 1.2) + rng.uniform(-20, 20)
