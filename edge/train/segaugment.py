@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Sequence
 import cv2
 import numpy as np
 
-from edge.segment.reference import painted_surface
+from edge.segment.paint import painted_surface
 from edge.train.segdecoys import draw_decoy
 from edge.train.segstains import shade_blade, stain_blade
 
