@@ -208,24 +208,24 @@ def test_shade_darkens_and_blues_one_side_of_the_blade_only():
     assert shade_blade(rgb, np.zeros_like(blade), np.random.default_rng(0)) is rgb
 
 
-def test_augment_with_shade_keeps_the_blade_in_the_mask():
+def augmented_blade_pixels(seeds: int, **augmentation):
+    """Per seed, the blade pixels (int RGB rows) of a white blade over sea after ``augment`` with
+    ``augmentation`` and no geometry, once checked that the mask still holds the whole blade."""
     sample, blade = blade_over(uniform(SEA))
-    config = SegTrainConfig(long_side=96, rotate=0.0, zoom_min=1.0, zoom_max=1.0, colour_jitter=0.0, blade_shade=1.0)
-    dark_shares = []
-    for seed in range(5):
+    config = SegTrainConfig(long_side=96, rotate=0.0, zoom_min=1.0, zoom_max=1.0, colour_jitter=0.0, **augmentation)
+    for seed in range(seeds):
         out, mask = augment(sample, (96, 96), np.random.default_rng(seed), config)
         assert mask.sum() == blade.sum()
-        dark_shares.append((out[mask.astype(bool)].mean(axis=1) < 150).mean())   # the paint is 230
+        yield out[mask.astype(bool)].astype(int)
+
+
+def test_augment_with_shade_keeps_the_blade_in_the_mask():
+    dark_shares = [(on_blade.mean(axis=1) < 150).mean()             # the paint is 230
+                   for on_blade in augmented_blade_pixels(5, blade_shade=1.0)]
     assert np.mean(dark_shares) > 0.1
 
 
 def test_augment_with_stains_keeps_the_blade_in_the_mask():
-    sample, blade = blade_over(uniform(SEA))
-    config = SegTrainConfig(long_side=96, rotate=0.0, zoom_min=1.0, zoom_max=1.0, colour_jitter=0.0, blade_stains=1.0)
-    coloured = []
-    for seed in range(10):
-        out, mask = augment(sample, (96, 96), np.random.default_rng(seed), config)
-        assert mask.sum() == blade.sum()
-        on_blade = out[mask.astype(bool)].astype(int)
-        coloured.append((np.ptp(on_blade, axis=1) > 30).mean())   # white paint has R = G = B
+    coloured = [(np.ptp(on_blade, axis=1) > 30).mean()               # white paint has R = G = B
+                for on_blade in augmented_blade_pixels(10, blade_stains=1.0)]
     assert np.mean(coloured) > 0.05
