@@ -89,6 +89,22 @@ def test_train_seg_refuses_a_negative_time_budget(tiny_data, tmp_path, capsys):
     assert not (ckpt / "last.pt").exists()
 
 
+@pytest.mark.slow
+def test_train_seg_crop_width_makes_wider_crops(tiny_data, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    assert main(["train", "seg", "--data", str(tiny_data), "--ckpt-dir", str(ckpt), "--steps", "1",
+                 *TINY_TRAIN, "--crop-width", "64"]) == 0
+    assert "in crops of 32x64," in (ckpt / "train.log").read_text()
+
+
+def test_train_seg_refuses_a_negative_crop_width(tiny_data, tmp_path, capsys):
+    ckpt = tmp_path / "ckpt"
+    assert main(["train", "seg", "--data", str(tiny_data), "--ckpt-dir", str(ckpt), "--crop-width", "-32",
+                 *TINY_TRAIN]) == 1
+    assert "--crop-width is a width in pixels (0 = square crops), not -32" in capsys.readouterr().err
+    assert not (ckpt / "last.pt").exists()
+
+
 def test_train_seg_refuses_an_augmentation_share_above_one(tiny_data, tmp_path, capsys):
     ckpt = tmp_path / "ckpt"
     assert main(["train", "seg", "--data", str(tiny_data), "--ckpt-dir", str(ckpt), "--decoys", "1.5",

@@ -57,6 +57,7 @@ class SegTrainConfig:
     base_width: int = 16
     long_side: int = 512          # network input long side
     crop: int = 256               # training crops are crop x crop at the network scale
+    crop_width: int = 0           # wider crops (crop x crop_width) show more of a frame's context; 0 = square
     crf_weight: float = 0.1       # reached linearly over the first crf_ramp steps
     crf_ramp: int = 1000
     focal_gamma: float = 2.0
@@ -231,6 +232,9 @@ def train(config: SegTrainConfig) -> dict[str, float]:
         if not 0 <= getattr(config, share) <= 1:
             raise ConfigError(f"--{share.replace('_', '-')} is a share of the crops, from 0 to 1, "
                               f"not {getattr(config, share)}", share)
+    if config.crop_width < 0:
+        raise ConfigError(f"--crop-width is a width in pixels (0 = square crops), not {config.crop_width}",
+                          "crop_width")
     unknown = set(config.decoy_kinds.split(",")) - set(KINDS)
     if unknown:
         raise ConfigError(f"--decoy-kinds: unknown {', '.join(sorted(unknown))}; known: {', '.join(KINDS)}",
@@ -253,7 +257,7 @@ def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
     draw_weight = np.array([(config.first_data_weight if s.source == 0 else 1.0)
                             * (config.closeup_weight if s.view == "closeup" else 1.0) for s in train_samples])
     draw_probability = draw_weight / draw_weight.sum()
-    out_hw = (config.crop, config.crop)
+    out_hw = (config.crop, config.crop_width or config.crop)
     donors = paste_donors(train_samples)
     blade_fraction = float(np.sum(draw_probability * [s.mask.mean() for s in train_samples]))
     if config.blade_paste > 0:
@@ -288,8 +292,9 @@ def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
             raise ConfigError(f"--init-from {config.init_from}: does not fit --arch {config.arch}: "
                               f"{str(error)[:300]}", "init_from") from None
         log.info("started from the weights of %s", config.init_from)
-    log.info("train %d frames, validate %d frames, blade fraction %.3f, class weights %.2f/%.2f, config %s",
-             len(train_samples), len(val_samples), blade_fraction, *weights, json.dumps(asdict(config)))
+    log.info("train %d frames in crops of %dx%d, validate %d frames, blade fraction %.3f, class weights "
+             "%.2f/%.2f, config %s", len(train_samples), *out_hw, len(val_samples), blade_fraction, *weights,
+             json.dumps(asdict(config)))
 
     started = time.time()
 
@@ -464,7 +469,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="data directory with images/ and masks/ (repeatable); "
                              "held-out wta-train scenes are used for validation only")
     parser.add_argument("--ckpt-dir", required=True, help="checkpoints and train.log (resumes from last.pt)")
-    for name in ("steps", "warmup", "batch", "base_width", "long_side", "crop", "crf_ramp", "eval_every", "ckpt_every",
+    for name in ("steps", "warmup", "batch", "base_width", "long_side", "crop", "crop_width", "crf_ramp", "eval_every", "ckpt_every",
                  "threads", "seed", "max_val", "freeze_blocks", "unfreeze_at"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
     for name in ("lr", "crf_weight", "focal_gamma", "rotate", "zoom_min", "zoom_max",
