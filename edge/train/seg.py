@@ -469,8 +469,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="data directory with images/ and masks/ (repeatable); "
                              "held-out wta-train scenes are used for validation only")
     parser.add_argument("--ckpt-dir", required=True, help="checkpoints and train.log (resumes from last.pt)")
-    for name in ("steps", "warmup", "batch", "base_width", "long_side", "crop", "crop_width", "crf_ramp", "eval_every", "ckpt_every",
-                 "threads", "seed", "max_val", "freeze_blocks", "unfreeze_at"):
+    for name in ("steps", "warmup", "batch", "base_width", "long_side", "crop", "crop_width", "crf_ramp",
+                 "eval_every", "ckpt_every", "threads", "seed", "max_val", "freeze_blocks", "unfreeze_at"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
     for name in ("lr", "crf_weight", "focal_gamma", "rotate", "zoom_min", "zoom_max",
                  "first_data_weight", "closeup_weight", "encoder_lr_scale"):
