@@ -9,6 +9,7 @@ import torch
 
 from edge.cli import main
 from edge.segment.unet import BUNetV2, UNetConfig, load_weights, save_weights
+from edge.train.seg import SegTrainConfig, crop_shape
 
 torch.set_num_threads(1)
 
@@ -95,6 +96,21 @@ def test_train_seg_crop_width_makes_wider_crops(tiny_data, tmp_path):
     assert main(["train", "seg", "--data", str(tiny_data), "--ckpt-dir", str(ckpt), "--steps", "1",
                  *TINY_TRAIN, "--crop-width", "64"]) == 0
     assert "in crops of 32x64," in (ckpt / "train.log").read_text()
+
+
+def test_wide_share_mixes_wide_and_square_batches():
+    config = SegTrainConfig(crop=32, crop_width=64, wide_share=0.3)
+    rng = np.random.default_rng(5)
+    shapes = [crop_shape(config, rng) for _ in range(400)]
+    assert set(shapes) == {(32, 64), (32, 32)}
+    assert 0.24 < shapes.count((32, 64)) / len(shapes) < 0.36
+
+
+def test_all_wide_batches_leave_the_random_stream_as_it_was():
+    rng = np.random.default_rng(5)
+    assert crop_shape(SegTrainConfig(crop=32, crop_width=64), rng) == (32, 64)
+    assert crop_shape(SegTrainConfig(crop=32, crop_width=64, wide_share=0.0), rng) == (32, 32)
+    assert rng.random() == np.random.default_rng(5).random()
 
 
 def test_train_seg_refuses_a_negative_crop_width(tiny_data, tmp_path, capsys):

@@ -58,6 +58,7 @@ class SegTrainConfig:
     long_side: int = 512          # network input long side
     crop: int = 256               # training crops are crop x crop at the network scale
     crop_width: int = 0           # wider crops (crop x crop_width) show more of a frame's context; 0 = square
+    wide_share: float = 1.0       # share of batches in those wider crops, the rest square (crop x crop)
     crf_weight: float = 0.1       # reached linearly over the first crf_ramp steps
     crf_ramp: int = 1000
     focal_gamma: float = 2.0
@@ -104,6 +105,18 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda"):
         raise ConfigError(f"--device must be auto, cpu or cuda, not {name!r}", "device")
     return torch.device(name)
+
+
+def crop_shape(config: SegTrainConfig, rng: np.random.Generator) -> tuple[int, int]:
+    """(height, width) of the next batch's crops: wide for a ``wide_share`` of the batches.
+
+    Draws from ``rng`` only when both shapes occur, so runs of one shape repeat exactly."""
+    square, wide = (config.crop, config.crop), (config.crop, config.crop_width or config.crop)
+    if square == wide or config.wide_share >= 1:
+        return wide
+    if config.wide_share <= 0:
+        return square
+    return wide if rng.random() < config.wide_share else square
 
 
 def build_model(config: SegTrainConfig, threshold: float = UNetConfig.threshold,
@@ -228,7 +241,8 @@ def train(config: SegTrainConfig) -> dict[str, float]:
         raise ConfigError("give at least one data directory (--data DIR)", "data")
     if config.minutes < 0:
         raise ConfigError(f"--minutes must be positive (or 0: no time limit), not {config.minutes}", "minutes")
-    for share in ("channel_shuffle", "field_recolour", "blade_paste", "decoys", "blade_stains", "blade_shade"):
+    for share in ("channel_shuffle", "field_recolour", "blade_paste", "decoys", "blade_stains", "blade_shade",
+                  "wide_share"):
         if not 0 <= getattr(config, share) <= 1:
             raise ConfigError(f"--{share.replace('_', '-')} is a share of the crops, from 0 to 1, "
                               f"not {getattr(config, share)}", share)
@@ -316,6 +330,7 @@ def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
     pool = ThreadPoolExecutor(config.workers) if config.workers > 0 else None
     while step < config.steps and not out_of_time():
         picks = rng.choice(len(train_samples), config.batch, p=draw_probability)
+        out_hw = crop_shape(config, rng)
         if pool:   # one generator per crop, so that the threads share no random state
             seeds = rng.integers(2**63, size=len(picks))
             pairs = list(pool.map(lambda i, seed: augment(train_samples[i], out_hw, np.random.default_rng(seed),
@@ -473,7 +488,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                  "eval_every", "ckpt_every", "threads", "seed", "max_val", "freeze_blocks", "unfreeze_at"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
     for name in ("lr", "crf_weight", "focal_gamma", "rotate", "zoom_min", "zoom_max",
-                 "first_data_weight", "closeup_weight", "encoder_lr_scale"):
+                 "first_data_weight", "closeup_weight", "encoder_lr_scale", "wide_share"):
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     parser.add_argument("--minutes", type=float, default=defaults.minutes,
                         help="stop after this many minutes of training (resumptions included), the "
