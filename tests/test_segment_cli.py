@@ -96,6 +96,10 @@ def test_train_seg_crop_width_makes_wider_crops(tiny_data, tmp_path):
     assert main(["train", "seg", "--data", str(tiny_data), "--ckpt-dir", str(ckpt), "--steps", "1",
                  *TINY_TRAIN, "--crop-width", "64"]) == 0
     assert "in crops of 32x64," in (ckpt / "train.log").read_text()
+    mixed = tmp_path / "mixed"
+    assert main(["train", "seg", "--data", str(tiny_data), "--ckpt-dir", str(mixed), "--steps", "1",
+                 *TINY_TRAIN, "--crop-width", "64", "--wide-share", "0.5"]) == 0
+    assert "in crops of 32x64 (50% of the batches, the rest square)," in (mixed / "train.log").read_text()
 
 
 def test_wide_share_mixes_wide_and_square_batches():

@@ -271,7 +271,7 @@ def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
     draw_weight = np.array([(config.first_data_weight if s.source == 0 else 1.0)
                             * (config.closeup_weight if s.view == "closeup" else 1.0) for s in train_samples])
     draw_probability = draw_weight / draw_weight.sum()
-    out_hw = (config.crop, config.crop_width or config.crop)
+    out_hw = (config.crop, config.crop_width or config.crop) if config.wide_share > 0 else (config.crop,) * 2
     donors = paste_donors(train_samples)
     blade_fraction = float(np.sum(draw_probability * [s.mask.mean() for s in train_samples]))
     if config.blade_paste > 0:
@@ -306,9 +306,11 @@ def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
             raise ConfigError(f"--init-from {config.init_from}: does not fit --arch {config.arch}: "
                               f"{str(error)[:300]}", "init_from") from None
         log.info("started from the weights of %s", config.init_from)
-    log.info("train %d frames in crops of %dx%d, validate %d frames, blade fraction %.3f, class weights "
-             "%.2f/%.2f, config %s", len(train_samples), *out_hw, len(val_samples), blade_fraction, *weights,
-             json.dumps(asdict(config)))
+    mixed = f" ({config.wide_share:.0%} of the batches, the rest square)" if 0 < config.wide_share < 1 \
+        and out_hw[0] != out_hw[1] else ""
+    log.info("train %d frames in crops of %dx%d%s, validate %d frames, blade fraction %.3f, class weights "
+             "%.2f/%.2f, config %s", len(train_samples), *out_hw, mixed, len(val_samples), blade_fraction,
+             *weights, json.dumps(asdict(config)))
 
     started = time.time()
 
