@@ -229,3 +229,19 @@ def test_augment_with_stains_keeps_the_blade_in_the_mask():
     coloured = [(np.ptp(on_blade, axis=1) > 30).mean()               # white paint has R = G = B
                 for on_blade in augmented_blade_pixels(10, blade_stains=1.0)]
     assert np.mean(coloured) > 0.05
+
+
+def test_blade_zoom_fills_crops_with_the_blade_and_keeps_the_mask_true():
+    grass = np.empty((96, 96, 3), np.uint8)
+    grass[:] = (60, 140, 40)
+    sample, _ = blade_over(grass)
+    rng = np.random.default_rng(3)
+    plain = [augment(sample, (32, 32), rng, photometric_only())[1].mean() for _ in range(40)]
+    zoomed = [augment(sample, (32, 32), rng, photometric_only(blade_zoom=1.0)) for _ in range(40)]
+    assert np.mean(plain) < 0.5
+    assert np.mean([mask.mean() for _, mask in zoomed]) > 0.8
+    for out, mask in zoomed:
+        blade = out[mask.astype(bool)].astype(int)
+        assert np.mean(np.ptp(blade, axis=1) < 12) > 0.9        # blade pixels stay grey (edges blend)
+        background = out[~mask.astype(bool)].astype(int)
+        assert np.all(background[:, 1] >= background[:, 0])      # and none of the grass turns to blade

@@ -80,6 +80,7 @@ class SegTrainConfig:
     decoy_kinds: str = "road,roof,shed"   # which decoys (edge.train.segdecoys.KINDS; "nacelle" and "hub" are opt-in)
     blade_stains: float = 0.0        # share of crops whose blade gets drawn tape, erosion, rust or dirt
     blade_shade: float = 0.0         # share of crops with one long side of the blade in sky-lit shade
+    blade_zoom: float = 0.0          # share of crops zoomed 2-4x onto a blade pixel, as close-ups filling the frame
     init_from: str = ""              # start a new run from this checkpoint's weights (not its optimiser or step)
     bf16: bool = False               # bf16 autocast: measured 1.6x slower per step than float32 on this CPU
     arch: str = "bunetv2"            # "bunetv2" (from scratch) or "bunetv2-lite0" (pretrained encoder)
@@ -242,7 +243,7 @@ def train(config: SegTrainConfig) -> dict[str, float]:
     if config.minutes < 0:
         raise ConfigError(f"--minutes must be positive (or 0: no time limit), not {config.minutes}", "minutes")
     for share in ("channel_shuffle", "field_recolour", "blade_paste", "decoys", "blade_stains", "blade_shade",
-                  "wide_share"):
+                  "blade_zoom", "wide_share"):
         if not 0 <= getattr(config, share) <= 1:
             raise ConfigError(f"--{share.replace('_', '-')} is a share of the crops, from 0 to 1, "
                               f"not {getattr(config, share)}", share)
@@ -516,6 +517,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--blade-shade", type=float, default=defaults.blade_shade,
                         help="share of training crops with one long side of the blade darkened and blued, "
                              "as in sky-lit shade, still blade (0 = off)")
+    parser.add_argument("--blade-zoom", type=float, default=defaults.blade_zoom,
+                        help="share of training crops zoomed 2-4x onto the blade, so that it fills them, "
+                             "as in close-ups (0 = off)")
     parser.add_argument("--bf16", action="store_true",
                         help="bf16 autocast (off by default: float32 measured 1.6x faster per step on this CPU)")
     parser.add_argument("--init-from", default="", metavar="PT",

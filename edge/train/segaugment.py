@@ -17,6 +17,8 @@ from edge.train.segstains import shade_blade, stain_blade
 if TYPE_CHECKING:
     from edge.train.seg import SegTrainConfig
 
+BLADE_ZOOM = (2.0, 4.0)   # zoom range of --blade-zoom crops: a 288 crop then spans 1/4-1/8 of a frame's width
+
 
 @dataclass
 class Sample:
@@ -30,7 +32,8 @@ class Sample:
 
 def augment(sample: Sample, out_hw: tuple[int, int], rng: np.random.Generator,
             config: SegTrainConfig, donors: Sequence[Sample] = ()) -> tuple[np.ndarray, np.ndarray]:
-    """A random flip / rotation / zoom / crop of one sample, a blade of one of ``donors`` pasted on
+    """A random flip / rotation / zoom / crop of one sample (zoomed far onto its blade for a
+    ``config.blade_zoom`` share), a blade of one of ``donors`` pasted on
     it for a ``config.blade_paste`` share, a decoy (``edge.train.segdecoys``) for a
     ``config.decoys`` share, stains on the blade (``edge.train.segstains``) for a
     ``config.blade_stains`` share, one long side of it in shade for a ``config.blade_shade`` share,
@@ -48,6 +51,13 @@ def augment(sample: Sample, out_hw: tuple[int, int], rng: np.random.Generator,
     slack_y = max(0.0, (h * scale - out_h) / 2) / scale
     cx = w / 2 + rng.uniform(-slack_x, slack_x)
     cy = h / 2 + rng.uniform(-slack_y, slack_y)
+    if config.blade_zoom > 0 and sample.mask.any() and rng.random() < config.blade_zoom:
+        # A close-up whose frame the blade fills: zoom far in on one of its pixels.
+        zoom = math.exp(rng.uniform(math.log(BLADE_ZOOM[0]), math.log(BLADE_ZOOM[1])))
+        scale = config.long_side / max(h, w) * zoom
+        rows, cols = np.nonzero(sample.mask)
+        pick = rng.integers(len(rows))
+        cx, cy = float(cols[pick]), float(rows[pick])
     matrix = cv2.getRotationMatrix2D((cx, cy), angle, scale)
     matrix[:, 2] += (out_w / 2 - cx, out_h / 2 - cy)
     rgb = cv2.warpAffine(sample.rgb, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR,
