@@ -491,13 +491,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                  "eval_every", "ckpt_every", "threads", "seed", "max_val", "freeze_blocks", "unfreeze_at"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
     for name in ("lr", "crf_weight", "focal_gamma", "rotate", "zoom_min", "zoom_max",
-                 "first_data_weight", "closeup_weight", "encoder_lr_scale", "wide_share"):
+                 "first_data_weight", "closeup_weight", "encoder_lr_scale"):
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     parser.add_argument("--minutes", type=float, default=defaults.minutes,
                         help="stop after this many minutes of training (resumptions included), the "
                              "learning rate decaying over them instead of over --steps (0 = no limit)")
     parser.add_argument("--workers", type=int, default=defaults.workers,
                         help="threads that augment each batch, for a GPU that outruns one CPU core (0 = none)")
+    parser.add_argument("--wide-share", type=float, default=defaults.wide_share,
+                        help="share of batches in the --crop-width crops, the rest square (default 1: all)")
     parser.add_argument("--colour-jitter", type=float, default=defaults.colour_jitter,
                         help="colour cast and saturation jitter (0 = off)")
     parser.add_argument("--channel-shuffle", type=float, default=defaults.channel_shuffle,
