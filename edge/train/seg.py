@@ -108,16 +108,24 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def crop_shapes(config: SegTrainConfig) -> list[tuple[int, int]]:
+    """The (height, width) crop shapes a run trains on: the wide one first, if it is used."""
+    square, wide = (config.crop, config.crop), (config.crop, config.crop_width or config.crop)
+    if square == wide or config.wide_share >= 1:
+        return [wide]
+    if config.wide_share <= 0:
+        return [square]
+    return [wide, square]
+
+
 def crop_shape(config: SegTrainConfig, rng: np.random.Generator) -> tuple[int, int]:
     """(height, width) of the next batch's crops: wide for a ``wide_share`` of the batches.
 
     Draws from ``rng`` only when both shapes occur, so runs of one shape repeat exactly."""
-    square, wide = (config.crop, config.crop), (config.crop, config.crop_width or config.crop)
-    if square == wide or config.wide_share >= 1:
-        return wide
-    if config.wide_share <= 0:
-        return square
-    return wide if rng.random() < config.wide_share else square
+    shapes = crop_shapes(config)
+    if len(shapes) == 1:
+        return shapes[0]
+    return shapes[0] if rng.random() < config.wide_share else shapes[1]
 
 
 def build_model(config: SegTrainConfig, threshold: float = UNetConfig.threshold,
@@ -272,7 +280,8 @@ def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
     draw_weight = np.array([(config.first_data_weight if s.source == 0 else 1.0)
                             * (config.closeup_weight if s.view == "closeup" else 1.0) for s in train_samples])
     draw_probability = draw_weight / draw_weight.sum()
-    out_hw = (config.crop, config.crop_width or config.crop) if config.wide_share > 0 else (config.crop,) * 2
+    shapes = crop_shapes(config)
+    out_hw = shapes[0]
     donors = paste_donors(train_samples)
     blade_fraction = float(np.sum(draw_probability * [s.mask.mean() for s in train_samples]))
     if config.blade_paste > 0:
@@ -307,8 +316,7 @@ def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
             raise ConfigError(f"--init-from {config.init_from}: does not fit --arch {config.arch}: "
                               f"{str(error)[:300]}", "init_from") from None
         log.info("started from the weights of %s", config.init_from)
-    mixed = f" ({config.wide_share:.0%} of the batches, the rest square)" if 0 < config.wide_share < 1 \
-        and out_hw[0] != out_hw[1] else ""
+    mixed = f" ({config.wide_share:.0%} of the batches, the rest square)" if len(shapes) > 1 else ""
     log.info("train %d frames in crops of %dx%d%s, validate %d frames, blade fraction %.3f, class weights "
              "%.2f/%.2f, config %s", len(train_samples), *out_hw, mixed, len(val_samples), blade_fraction,
              *weights, json.dumps(asdict(config)))
@@ -333,13 +341,13 @@ def _train(config: SegTrainConfig, ckpt_dir: Path) -> dict[str, float]:
     pool = ThreadPoolExecutor(config.workers) if config.workers > 0 else None
     while step < config.steps and not out_of_time():
         picks = rng.choice(len(train_samples), config.batch, p=draw_probability)
-        out_hw = crop_shape(config, rng)
+        batch_hw = crop_shape(config, rng)
         if pool:   # one generator per crop, so that the threads share no random state
             seeds = rng.integers(2**63, size=len(picks))
-            pairs = list(pool.map(lambda i, seed: augment(train_samples[i], out_hw, np.random.default_rng(seed),
+            pairs = list(pool.map(lambda i, seed: augment(train_samples[i], batch_hw, np.random.default_rng(seed),
                                                           config, donors), picks, seeds))
         else:
-            pairs = [augment(train_samples[i], out_hw, rng, config, donors) for i in picks]
+            pairs = [augment(train_samples[i], batch_hw, rng, config, donors) for i in picks]
         if frozen and step >= config.unfreeze_at > 0:
             frozen = set_frozen(model, step, config)
             log.info("step %d: all encoder blocks trainable", step)

@@ -52,7 +52,8 @@ def augment(sample: Sample, out_hw: tuple[int, int], rng: np.random.Generator,
     cx = w / 2 + rng.uniform(-slack_x, slack_x)
     cy = h / 2 + rng.uniform(-slack_y, slack_y)
     if config.blade_zoom > 0 and sample.mask.any() and rng.random() < config.blade_zoom:
-        # A close-up whose frame the blade fills: zoom far in on one of its pixels.
+        # A close-up whose frame the blade fills: zoom far in on one of its pixels. Drawn after the
+        # usual crop, so that runs without it draw the same random numbers as before.
         zoom = math.exp(rng.uniform(math.log(BLADE_ZOOM[0]), math.log(BLADE_ZOOM[1])))
         scale = config.long_side / max(h, w) * zoom
         rows, cols = np.nonzero(sample.mask)
