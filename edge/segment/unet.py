@@ -143,7 +143,7 @@ def load_weights(path: Path) -> BUNetV2:
             # Weights of another segmentation network (edge.segment.effnet) given by file name;
             # imported here because effnet imports this module (its blocks and normalisation).
             from edge.segment import effnet
-            if payload["arch"] != effnet.ARCH:
+            if payload["arch"] not in effnet.ARCHS:
                 raise KeyError(f"unknown arch {payload['arch']!r}")
             return effnet.model_from_payload(payload)
         model = BUNetV2(UNetConfig(**payload["config"]))

