@@ -143,11 +143,9 @@ def load_weights(path: Path) -> BUNetV2:
             # Weights of another segmentation network (edge.segment.effnet) given by file name;
             # imported here because effnet imports this module (its blocks and normalisation).
             from edge.segment import effnet
-            if payload["arch"] not in effnet.ARCHS:
-                raise KeyError(f"unknown arch {payload['arch']!r}")
-            return effnet.model_from_payload(payload)
+            return effnet.model_from_payload(payload)      # refuses an arch it does not know
         model = BUNetV2(UNetConfig(**payload["config"]))
         model.load_state_dict(float_state(payload["state_dict"]))
-    except (OSError, KeyError, TypeError, RuntimeError) as error:
+    except (OSError, KeyError, TypeError, RuntimeError, ModelError) as error:
         raise ModelError(f"cannot load BU-Netv2 weights from {path}: {error}") from None
     return model.eval()
